@@ -1,0 +1,317 @@
+"""The contract every position encoding fulfils, the registry of encodings, and the per-forward context.
+
+This folder is copied next to every converted checkpoint (transformers' remote code), so it imports
+only torch, transformers and its own siblings, with relative imports of the form `from .x import y`.
+
+An encoding hooks in at exactly one of four places, named by its `kind`:
+- "input":  a tensor added to the token embeddings (sinusoidal, learned),
+- "rotary": q and k rotated inside attention, before the KV cache (rope),
+- "bias":   a per-head function of the distance k - q added to the attention scores (t5_bias, alibi),
+- "none":   nothing at all (nope).
+The model adapters call the same four hooks whatever the encoding is, so adding an encoding never
+touches them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+KINDS = ("input", "rotary", "bias", "none")
+ALL_BACKENDS = ("eager", "sdpa", "flex_attention", "flash_attention_2", "flash_attention_3")
+SCORE_BACKENDS = ("eager", "sdpa", "flex_attention")  # backends that can add a bias to the scores
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of an encoding: its default and what it means."""
+
+    default: Any
+    doc: str
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What an encoding may know about the model it is built for."""
+
+    hidden_size: int
+    num_heads: int
+    num_layers: int
+    causal: bool
+    trained_context_length: int
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @classmethod
+    def from_config(cls, config: Any, causal: bool) -> ModelInfo:
+        return cls(
+            hidden_size=config.hidden_size,
+            num_heads=config.num_attention_heads,
+            num_layers=config.num_hidden_layers,
+            causal=causal,
+            trained_context_length=config.trained_context_length,
+        )
+
+
+class PositionEncodingError(ValueError):
+    """Raised for a bad encoding name, option or combination, before any model is changed."""
+
+
+_REGISTRY: dict[str, type[PositionEncoding]] = {}
+
+
+def register_encoding(cls: type[PositionEncoding]) -> type[PositionEncoding]:
+    """Class decorator: make an encoding available to `convert` under `cls.name`."""
+    if cls.kind not in KINDS:
+        raise TypeError(f"{cls.__name__}.kind must be one of {KINDS}, got {cls.kind!r}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_encoding_class(name: str) -> type[PositionEncoding]:
+    if name not in _REGISTRY:
+        raise PositionEncodingError(f"Unknown position encoding {name!r}. Available: {', '.join(sorted(_REGISTRY))}.")
+    return _REGISTRY[name]
+
+
+def registered_encodings() -> dict[str, type[PositionEncoding]]:
+    return dict(sorted(_REGISTRY.items()))
+
+
+class PositionEncoding(nn.Module):
+    """Base class of all encodings. Subclasses set the class attributes and override the hook of their kind."""
+
+    name: ClassVar[str]
+    kind: ClassVar[str]
+    relative: ClassVar[bool]  # True when the output depends only on distances between tokens
+    description: ClassVar[str]
+    options: ClassVar[dict[str, Option]] = {}
+    backends: ClassVar[tuple[str, ...]] = ALL_BACKENDS
+    float32_buffers: ClassVar[tuple[str, ...]] = ()  # buffers kept in float32 whatever the model's dtype
+
+    def __init__(self, options: dict[str, Any], info: ModelInfo):
+        super().__init__()
+        self.config_options = dict(options)
+        self.info = info
+
+    # ---- validation (classmethods: they run before any model is touched) ----
+    @classmethod
+    def validate(cls, options: dict[str, Any], info: ModelInfo) -> dict[str, Any]:
+        """Fill defaults, reject unknown names, then run the encoding's own checks. Returns JSON-able options."""
+        unknown = sorted(set(options) - set(cls.options))
+        if unknown:
+            accepted = ", ".join(cls.options) or "none"
+            raise PositionEncodingError(
+                f"Unknown option(s) {unknown} for encoding {cls.name!r}. Accepted options: {accepted}."
+            )
+        full = {key: options.get(key, opt.default) for key, opt in cls.options.items()}
+        return cls.check_options(full, info)
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any], info: ModelInfo) -> dict[str, Any]:
+        return options
+
+    @classmethod
+    def check_backend(cls, backend: str | None) -> None:
+        if backend is None or any(backend.startswith(ok) for ok in cls.backends):
+            return
+        raise PositionEncodingError(
+            f"The {cls.name!r} encoding cannot run on the {backend!r} attention backend "
+            f"(it cannot add a bias to the attention scores). Use one of: {', '.join(cls.backends)}."
+        )
+
+    # ---- state ----
+    def load_absolute_table(self, weight: torch.Tensor) -> None:
+        """Called once at conversion with the learned table that is being removed (default: ignore it)."""
+
+    def reset_buffers(self) -> None:
+        """(Re)compute non-persistent buffers and initialise new parameters; called after meta-device loading."""
+
+    def _apply(self, fn, recurse=True):
+        kept = {name: self._buffers[name] for name in self.float32_buffers if self._buffers.get(name) is not None}
+        super()._apply(fn, recurse)
+        for name, original in kept.items():
+            moved = self._buffers[name]
+            if moved.dtype != original.dtype:  # a dtype cast: keep full precision, follow the device
+                self._buffers[name] = original.to(moved.device)
+        return self
+
+    # ---- the four hooks ----
+    def embed(self, position_ids: torch.Tensor) -> torch.Tensor | None:
+        """kind "input": a [B or 1, T, hidden] tensor to add to the token embeddings."""
+        return None
+
+    def rotary(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """kind "rotary": float32 (cos, sin) of shape [B or 1, T, rotary_dim]."""
+        return None
+
+    def distance_bias(self, distances: torch.Tensor) -> torch.Tensor | None:
+        """kind "bias": float32 [tables, heads, D] for 1-D key-minus-query `distances` (tables: 1, or one per layer)."""
+        return None
+
+    def rotate(self, query: torch.Tensor, key: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        """Apply the rotation returned by `rotary` to q and k of shape [B, H, T, head_dim]."""
+        return query, key
+
+    def forward(
+        self,
+        position_ids: torch.Tensor,
+        past_length: int,
+        attention_backend: str,
+        dtype: torch.dtype,
+    ) -> PositionContext:
+        """Everything the layers of one forward pass need, computed once and shared by all layers."""
+        self.check_backend(attention_backend)
+        cos_sin = self.rotary(position_ids)
+        if cos_sin is not None:
+            cos_sin = (cos_sin[0].to(dtype), cos_sin[1].to(dtype))
+        return PositionContext(
+            encoding=self,
+            causal=self.info.causal,
+            past_length=past_length,
+            query_length=position_ids.shape[-1],
+            backend=attention_backend,
+            dtype=dtype,
+            cos_sin=cos_sin,
+        )
+
+
+@dataclass(eq=False)
+class PositionContext:
+    """Per-forward state handed to every attention layer (rotation tables, the bias merged with the mask)."""
+
+    encoding: PositionEncoding
+    causal: bool
+    past_length: int
+    query_length: int
+    backend: str
+    dtype: torch.dtype
+    cos_sin: tuple[torch.Tensor, torch.Tensor] | None = None
+    _bias_tables: torch.Tensor | None = None
+    _merged: dict[int, torch.Tensor] = field(default_factory=dict)
+
+    def rotate(self, query: torch.Tensor, key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.cos_sin is None:
+            return query, key
+        return self.encoding.rotate(query, key, *self.cos_sin)
+
+    def bias_tables(self, key_length: int) -> torch.Tensor:
+        """[tables, heads, key_length + query_length - 1]; entry d holds distance d - (query_length - 1) - past."""
+        if self._bias_tables is None or self._bias_tables.shape[-1] != key_length + self.query_length - 1:
+            first = -(self.past_length + self.query_length - 1)
+            distances = torch.arange(first, key_length - self.past_length, device=self.encoding_device())
+            self._bias_tables = self.encoding.distance_bias(distances)
+        return self._bias_tables
+
+    def encoding_device(self) -> torch.device:
+        for tensor in (*self.encoding.parameters(), *self.encoding.buffers()):
+            return tensor.device
+        return self.cos_sin[0].device if self.cos_sin is not None else torch.device("cpu")
+
+    def attention_mask(self, mask: Any, layer_idx: int, key_length: int) -> Any:
+        """The layer's mask with the bias folded in (built once, and shared when all layers share one table)."""
+        if self.encoding.kind != "bias" or self.backend.startswith("flex"):
+            return mask
+        tables = self.bias_tables(key_length)
+        table_idx = layer_idx if tables.shape[0] > 1 else 0
+        if table_idx not in self._merged:
+            self._merged[table_idx] = merge_bias_with_mask(
+                tables[table_idx], mask, self.causal, self.past_length, self.query_length, key_length, self.dtype
+            )
+        return self._merged[table_idx]
+
+    def attention_function(self, layer_idx: int, default: Callable) -> Callable:
+        """The attention function for this layer: transformers' own, or FlexAttention with a bias score_mod."""
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+        if self.encoding.kind == "bias" and self.backend.startswith("flex"):
+            return _flex_with_distance_bias(self, layer_idx)
+        return ALL_ATTENTION_FUNCTIONS.get_interface(self.backend, default)
+
+
+def bias_index(query_length: int, key_length: int, device: torch.device) -> torch.Tensor:
+    """[Q, K] index into a distance table laid out as in `PositionContext.bias_tables`."""
+    q = torch.arange(query_length, device=device)[:, None]
+    k = torch.arange(key_length, device=device)[None, :]
+    return k - q + (query_length - 1)
+
+
+def merge_bias_with_mask(
+    table: torch.Tensor,
+    mask: torch.Tensor | None,
+    causal: bool,
+    past_length: int,
+    query_length: int,
+    key_length: int,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """Expand one [heads, D] distance table to [1, heads, Q, K] and fold it into a bool, float or missing mask."""
+    bias = table[:, bias_index(query_length, key_length, table.device)].unsqueeze(0).to(dtype)
+    min_value = torch.finfo(dtype).min
+    if mask is None:
+        if not causal:
+            return bias
+        q = torch.arange(query_length, device=bias.device)[:, None] + past_length
+        k = torch.arange(key_length, device=bias.device)[None, :]
+        return torch.where(k <= q, bias, min_value)
+    mask = mask[..., :key_length]
+    if mask.dtype == torch.bool:
+        return torch.where(mask, bias, min_value)
+    return (mask + bias).clamp(min=min_value)
+
+
+def _flex_with_distance_bias(context: PositionContext, layer_idx: int) -> Callable:
+    """FlexAttention whose score_mod reads a [heads, Q + K - 1] table: no [Q, K] bias tensor exists."""
+    from transformers.integrations.flex_attention import compile_friendly_flex_attention
+
+    def attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+        if dropout > 0:
+            raise ValueError("flex_attention does not support attention dropout; call model.eval() first.")
+        tables = context.bias_tables(key.shape[-2])
+        table = tables[layer_idx if tables.shape[0] > 1 else 0].to(query.dtype)
+        offset = context.query_length - 1
+
+        def score_mod(score, batch_idx, head_idx, q_idx, kv_idx):
+            return score + table[head_idx, kv_idx - q_idx + offset]
+
+        out = compile_friendly_flex_attention(
+            query,
+            key,
+            value,
+            score_mod=score_mod,
+            block_mask=attention_mask,
+            scale=scaling,
+            training=module.training,
+        )
+        return out.transpose(1, 2).contiguous(), None
+
+    return attention
+
+
+def default_position_ids(
+    attention_mask: torch.Tensor | None, past_length: int, query_length: int, device: torch.device
+) -> torch.Tensor:
+    """Positions of the current tokens: counted over real tokens when a 2-D padding mask is given, so that
+    left padding gives every row the positions it would have alone."""
+    if attention_mask is not None and attention_mask.ndim == 2:
+        positions = attention_mask.long().cumsum(-1) - 1
+        return positions.clamp(min=0)[:, -query_length:]
+    return torch.arange(past_length, past_length + query_length, device=device).unsqueeze(0)
+
+
+def cache_length(cache: Any) -> int:
+    return cache.get_seq_length() if cache is not None else 0
+
+
+def check_positive(name: str, value: Any, integer: bool = False) -> None:
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value) or value <= 0:
+        what = "a positive integer" if integer else "a positive number"
+        raise PositionEncodingError(f"Option {name!r} must be {what}, got {value!r}.")

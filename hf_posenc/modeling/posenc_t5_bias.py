@@ -1,0 +1,73 @@
+"""T5's relative position bias (Raffel et al., 2020): a learned scalar per head and distance bucket.
+
+Buckets come from transformers' own `T5Attention._relative_position_bucket` (bidirectional for encoders,
+causal for decoders). One table is shared by all layers (T5's choice) unless `per_layer=True`.
+The table starts at zero, so the converted model begins with no position signal in the scores and
+learns one during fine-tuning, instead of starting from random distortions of pretrained attention.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from transformers.models.t5.modeling_t5 import T5Attention
+
+from .posenc_base import SCORE_BACKENDS, ModelInfo, Option, PositionEncoding, PositionEncodingError, register_encoding
+
+
+@register_encoding
+class T5RelativeBias(PositionEncoding):
+    name = "t5_bias"
+    kind = "bias"
+    relative = True
+    description = "T5 bucketed relative-position bias added to the attention scores (learned, zero-initialised)."
+    options = {
+        "num_buckets": Option(32, "Number of distance buckets (T5: 32)."),
+        "max_distance": Option(128, "Distances at or beyond this share the last bucket (T5: 128)."),
+        "per_layer": Option(False, "One table per layer instead of one shared by all layers."),
+    }
+    backends = SCORE_BACKENDS
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any], info: ModelInfo) -> dict[str, Any]:
+        buckets, max_distance = options["num_buckets"], options["max_distance"]
+        minimum = 2 if info.causal else 4
+        if isinstance(buckets, bool) or not isinstance(buckets, int) or buckets < minimum:
+            direction = "causal" if info.causal else "bidirectional"
+            raise PositionEncodingError(
+                f"Option 'num_buckets' must be an integer >= {minimum} for a {direction} model, got {buckets!r}."
+            )
+        exact = (buckets if info.causal else buckets // 2) // 2
+        if isinstance(max_distance, bool) or not isinstance(max_distance, int) or max_distance <= exact:
+            raise PositionEncodingError(
+                f"Option 'max_distance' must be an integer larger than the {exact} exactly-bucketed distances "
+                f"(num_buckets={buckets}), got {max_distance!r}."
+            )
+        if not isinstance(options["per_layer"], bool):
+            raise PositionEncodingError(f"Option 'per_layer' must be True or False, got {options['per_layer']!r}.")
+        return options
+
+    def __init__(self, options: dict[str, Any], info: ModelInfo):
+        super().__init__(options, info)
+        self.num_tables = info.num_layers if options["per_layer"] else 1
+        self.relative_attention_bias = nn.Embedding(options["num_buckets"], self.num_tables * info.num_heads)
+        nn.init.zeros_(self.relative_attention_bias.weight)
+
+    def reset_buffers(self) -> None:
+        from transformers import initialization as init
+
+        init.zeros_(self.relative_attention_bias.weight)
+
+    def buckets(self, distances: torch.Tensor) -> torch.Tensor:
+        return T5Attention._relative_position_bucket(
+            distances,
+            bidirectional=not self.info.causal,
+            num_buckets=self.config_options["num_buckets"],
+            max_distance=self.config_options["max_distance"],
+        )
+
+    def distance_bias(self, distances: torch.Tensor) -> torch.Tensor:
+        values = self.relative_attention_bias(self.buckets(distances))  # [D, tables * heads]
+        return values.float().view(-1, self.num_tables, self.info.num_heads).permute(1, 2, 0)
