@@ -306,8 +306,12 @@ def default_position_ids(
     return torch.arange(past_length, past_length + query_length, device=device).unsqueeze(0)
 
 
-def cache_length(cache: Any) -> int:
-    return cache.get_seq_length() if cache is not None else 0
+def cache_length(cache: Any) -> int | torch.Tensor:
+    """Tokens already in the cache, snapshotted: a static cache returns a counter that its updates change in place."""
+    if cache is None:
+        return 0
+    length = cache.get_seq_length()
+    return length.clone() if isinstance(length, torch.Tensor) else length
 
 
 def check_positive(name: str, value: Any, integer: bool = False) -> None:

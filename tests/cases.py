@@ -1,0 +1,87 @@
+"""The model families under test: one `FamilyCase` line each. A new family passes the suite by adding a line."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel, PreTrainedModel
+
+WINDOW = 32  # the tiny models' learned position window
+VOCAB = 128
+
+
+@dataclass(frozen=True)
+class FamilyCase:
+    """How to build a tiny original model of a family and what to expect of it."""
+
+    name: str
+    build: Callable[[], PreTrainedModel]  # a tiny original model with its main head, in eval mode
+    causal: bool
+    auto_class: str  # the transformers Auto class that loads the main head
+    table_key: str  # state-dict key of the learned absolute table that conversion removes
+    qk_weights: tuple[str, ...]  # parameter-name suffixes scaled up so that positions change the logits
+    lora_targets: tuple[str, ...]
+    lora_fan_in_fan_out: bool = False
+    pad_token_id: int = 0
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def tiny_gpt2() -> GPT2LMHeadModel:
+    config = GPT2Config(
+        n_layer=2, n_embd=64, n_head=4, n_positions=WINDOW, vocab_size=VOCAB, bos_token_id=1, eos_token_id=2
+    )
+    return GPT2LMHeadModel(config).eval()
+
+
+def tiny_bert() -> BertForMaskedLM:
+    config = BertConfig(
+        num_hidden_layers=2,
+        hidden_size=64,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=WINDOW,
+        vocab_size=VOCAB,
+        pad_token_id=0,
+    )
+    return BertForMaskedLM(config).eval()
+
+
+CASES: list[FamilyCase] = [
+    FamilyCase(
+        name="gpt2",
+        build=tiny_gpt2,
+        causal=True,
+        auto_class="AutoModelForCausalLM",
+        table_key="transformer.wpe.weight",
+        qk_weights=("attn.c_attn.weight",),
+        lora_targets=("c_attn",),
+        lora_fan_in_fan_out=True,
+    ),
+    FamilyCase(
+        name="bert",
+        build=tiny_bert,
+        causal=False,
+        auto_class="AutoModelForMaskedLM",
+        table_key="bert.embeddings.position_embeddings.weight",
+        qk_weights=("attention.self.query.weight", "attention.self.key.weight"),
+        lora_targets=("query", "key", "value"),
+    ),
+]
+
+ENCODINGS = ["rope", "t5_bias", "alibi", "sinusoidal", "learned", "nope"]
+
+
+def sharpen(model: PreTrainedModel, case: FamilyCase, factor: float = 16.0, seed: int = 0) -> PreTrainedModel:
+    """Scale q/k weights and randomise learned position parameters, so that a position bug shows in the logits."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith(case.qk_weights):
+                param.mul_(factor)
+            elif ".position_encoding." in name and "relative_attention_bias" in name:
+                param.copy_(torch.randn(param.shape, generator=generator))
+    return model

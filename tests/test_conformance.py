@@ -1,0 +1,305 @@
+"""The guarantees every (family x encoding) pair must give, in the spirit of transformers' common model tests."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+import transformers
+from transformers import DynamicCache, StaticCache
+
+import hf_posenc
+from hf_posenc import PositionEncodingError
+from tests.cases import CASES, ENCODINGS, VOCAB, WINDOW, FamilyCase, sharpen
+
+RELATIVE = {"rope", "t5_bias", "alibi", "nope"}
+BACKENDS = ["eager", "sdpa"]
+
+
+def converted(case: FamilyCase, encoding: str, seed: int = 0, **options):
+    torch.manual_seed(seed)
+    model = hf_posenc.convert(case.build(), encoding, **options)
+    return sharpen(model, case).eval()
+
+
+def ids(batch: int, length: int, seed: int = 1) -> torch.Tensor:
+    return torch.randint(3, VOCAB, (batch, length), generator=torch.Generator().manual_seed(seed))
+
+
+def logits(model, input_ids, **kwargs) -> torch.Tensor:
+    with torch.no_grad():
+        return model(input_ids, **kwargs).logits
+
+
+pairs = pytest.mark.parametrize("encoding", ENCODINGS)
+families = pytest.mark.parametrize("case", CASES, ids=str)
+decoders = pytest.mark.parametrize("case", [c for c in CASES if c.causal], ids=str)
+encoders = pytest.mark.parametrize("case", [c for c in CASES if not c.causal], ids=str)
+
+
+@families
+@pairs
+def test_other_weights_keep_names_and_bits(case, encoding):
+    torch.manual_seed(0)
+    model = case.build()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    hf_posenc.convert(model, encoding)
+    after = model.state_dict()
+    assert case.table_key in before and case.table_key not in after
+    for key, value in before.items():
+        if key != case.table_key:
+            assert torch.equal(after[key], value), key
+    new_keys = {k for k in after if k not in before}
+    assert all(".position_encoding." in k for k in new_keys), new_keys
+
+
+@families
+@pairs
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_runs_4x_past_the_window_and_positions_matter(case, encoding, backend):
+    model = converted(case, encoding)
+    model.set_attn_implementation(backend)
+    long = ids(2, 4 * WINDOW)
+    out = logits(model, long)
+    assert out.shape[:2] == (2, 4 * WINDOW) and torch.isfinite(out).all()
+    if encoding == "nope":
+        return
+    baseline = copy.deepcopy(model)
+    baseline.base_model.position_encoding = hf_posenc.convert(case.build(), "nope").base_model.position_encoding
+    change = (out - logits(baseline, long)).abs().max()
+    assert change > 1e-3 * out.abs().max(), f"the encoding must change the output (changed by {change:.2e})"
+
+
+@families
+@pairs
+def test_eager_equals_sdpa_with_padding(case, encoding):
+    model = converted(case, encoding)
+    input_ids, mask = ids(2, 3 * WINDOW), torch.ones(2, 3 * WINDOW, dtype=torch.long)
+    mask[1, :10] = 0 if case.causal else 1
+    mask[1, -10:] = 1 if case.causal else 0
+    results = {}
+    for backend in BACKENDS:
+        model.set_attn_implementation(backend)
+        results[backend] = logits(model, input_ids, attention_mask=mask)
+        assert model.config.position_encoding == encoding
+    real = mask.bool()
+    assert (results["eager"] - results["sdpa"])[real].abs().max() < 1e-4
+
+
+@families
+@pairs
+def test_shifting_all_positions(case, encoding):
+    model = converted(case, encoding)
+    input_ids = ids(1, 40)
+    positions = torch.arange(40)[None]
+    diff = logits(model, input_ids, position_ids=positions) - logits(model, input_ids, position_ids=positions + 17)
+    if encoding in RELATIVE:
+        assert diff.abs().max() < 1e-4, "a relative encoding must ignore a constant shift of all positions"
+    else:
+        assert diff.abs().max() > 1e-3 * logits(model, input_ids).abs().max(), "an absolute encoding must see a shift"
+
+
+@decoders
+@pairs
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cached_decoding_equals_full_forward(case, encoding, backend):
+    model = converted(case, encoding)
+    model.set_attn_implementation(backend)
+    input_ids = ids(2, 2 * WINDOW + 6)
+    full = logits(model, input_ids)
+    for cache in (DynamicCache(config=model.config), StaticCache(config=model.config, max_cache_len=2 * WINDOW + 8)):
+        with torch.no_grad():
+            prefix = 2 * WINDOW - 4
+            steps = [model(input_ids[:, :prefix], cache=cache, use_cache=True).logits]
+            for i in range(prefix, input_ids.shape[1]):
+                steps.append(model(input_ids[:, i : i + 1], cache=cache, use_cache=True).logits)
+        assert (torch.cat(steps, 1) - full).abs().max() < 1e-4, type(cache).__name__
+
+
+@decoders
+@pairs
+def test_generate_with_and_without_cache_and_left_padding(case, encoding):
+    model = converted(case, encoding)
+    prompts = [ids(1, 12, seed=3)[0], ids(1, 7, seed=4)[0]]
+    kwargs = {"max_new_tokens": 8, "do_sample": False, "pad_token_id": case.pad_token_id}
+    alone = []
+    for prompt in prompts:
+        with_cache = model.generate(prompt[None], use_cache=True, **kwargs)
+        without = model.generate(prompt[None], use_cache=False, **kwargs)
+        assert torch.equal(with_cache, without)
+        alone.append(with_cache[0, len(prompt) :])
+    batch = torch.full((2, 12), case.pad_token_id)
+    mask = torch.zeros(2, 12, dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        batch[row, 12 - len(prompt) :], mask[row, 12 - len(prompt) :] = prompt, 1
+    together = model.generate(batch, attention_mask=mask, **kwargs)[:, 12:]
+    for row in range(2):
+        assert torch.equal(together[row], alone[row]), f"row {row} changed under left padding"
+
+
+@encoders
+@pairs
+def test_left_and_right_padding_agree(case, encoding):
+    model = converted(case, encoding)
+    tokens = ids(1, 20)[0]
+    right, left = torch.zeros(1, 26, dtype=torch.long), torch.zeros(1, 26, dtype=torch.long)
+    right[0, :20], left[0, 6:] = tokens, tokens
+    right_mask, left_mask = (right != 0).long(), (left != 0).long()
+    out_right = logits(model, right, attention_mask=right_mask)[0, :20]
+    out_left = logits(model, left, attention_mask=left_mask)[0, 6:]
+    assert (out_right - out_left).abs().max() < 1e-4
+
+
+@families
+@pairs
+def test_save_and_reload_bit_identical(case, encoding, tmp_path):
+    model = converted(case, encoding)
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["position_encoding"] == encoding and config["trained_context_length"] == WINDOW
+    assert config["auto_map"][case.auto_class].startswith("modeling_posenc_")
+    reloaded = getattr(transformers, case.auto_class).from_pretrained(tmp_path).eval()
+    assert type(reloaded) is type(model)
+    for (name, a), (_, b) in zip(model.state_dict().items(), reloaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    long = ids(1, 2 * WINDOW)
+    assert torch.equal(logits(model, long), logits(reloaded, long))
+
+
+REMOTE_CHECK = """
+import sys
+sys.modules["hf_posenc"] = None  # not importable: only torch and transformers
+import json, torch, transformers
+for folder, auto_class in json.loads(sys.argv[1]):
+    model = getattr(transformers, auto_class).from_pretrained(folder, trust_remote_code=True).eval()
+    assert "transformers_modules" in type(model).__module__, type(model).__module__
+    ids = torch.load(folder + "/ids.pt")
+    with torch.no_grad():
+        diff = (model(ids).logits - torch.load(folder + "/logits.pt")).abs().max().item()
+    print(folder, diff)
+    assert diff == 0.0, (folder, diff)
+"""
+
+
+@families
+def test_loads_with_trust_remote_code_without_hf_posenc(case, tmp_path):
+    jobs = []
+    for encoding in ENCODINGS:
+        folder = tmp_path / encoding
+        model = converted(case, encoding)
+        model.save_pretrained(folder)
+        input_ids = ids(1, 2 * WINDOW)
+        torch.save(input_ids, folder / "ids.pt")
+        torch.save(logits(model, input_ids), folder / "logits.pt")
+        jobs.append((str(folder), case.auto_class))
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(REMOTE_CHECK), json.dumps(jobs)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count(" 0.0") == len(ENCODINGS)
+
+
+@families
+@pairs
+def test_peft_lora_trains_saves_reloads_and_merges(case, encoding, tmp_path):
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    model = converted(case, encoding)
+    has_position_params = any(True for _ in model.base_model.position_encoding.parameters())
+    lora = LoraConfig(
+        r=4,
+        target_modules=list(case.lora_targets),
+        fan_in_fan_out=case.lora_fan_in_fan_out,
+        modules_to_save=["position_encoding"] if has_position_params else None,
+        init_lora_weights=False,
+    )
+    peft_model = get_peft_model(model, lora)
+    peft_model.train()
+    optimizer = torch.optim.SGD([p for p in peft_model.parameters() if p.requires_grad], lr=1e-2)
+    input_ids = ids(2, WINDOW + 8)
+    loss = peft_model(input_ids, labels=input_ids).loss
+    loss.backward()
+    if has_position_params:
+        grads = [p.grad for n, p in peft_model.named_parameters() if "position_encoding" in n and p.requires_grad]
+        assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
+    optimizer.step()
+    peft_model.eval()
+    trained = logits(peft_model, input_ids)
+    peft_model.save_pretrained(tmp_path / "adapter")
+
+    base = converted(case, encoding)
+    reloaded = PeftModel.from_pretrained(base, tmp_path / "adapter").eval()
+    torch.testing.assert_close(logits(reloaded, input_ids), trained, atol=1e-5, rtol=1e-5)
+    merged = reloaded.merge_and_unload()
+    torch.testing.assert_close(logits(merged, input_ids), trained, atol=1e-4, rtol=1e-4)
+
+
+@families
+def test_learned_without_extension_refuses_past_its_table(case):
+    model = converted(case, "learned", max_positions=WINDOW)
+    with pytest.raises(PositionEncodingError, match="past the learned table"):
+        logits(model, ids(1, 4 * WINDOW))
+
+
+BAD_OPTIONS = [
+    ("bogus", {}, "Unknown position encoding 'bogus'"),
+    ("rope", {"theta": 0}, "'theta' must be a positive number"),
+    ("rope", {"theta": -5.0}, "'theta' must be a positive number"),
+    ("rope", {"partial_rotary_factor": 0.03}, "rotary dimension"),
+    ("rope", {"partial_rotary_factor": 1.5}, "rotary dimension"),
+    ("rope", {"scaling": {"rope_type": "linear"}}, "Invalid RoPE scaling"),
+    ("rope", {"scaling": {"rope_type": "magic", "factor": 2.0}}, "'rope_type' in"),
+    ("rope", {"base": 3}, "Unknown option"),
+    ("t5_bias", {"num_buckets": 1}, "'num_buckets' must be an integer"),
+    ("t5_bias", {"max_distance": 2}, "'max_distance' must be an integer larger"),
+    ("learned", {"max_positions": 8}, "'max_positions' must be an integer"),
+    ("learned", {"method": "nearest"}, "'method' must be one of"),
+    ("sinusoidal", {"scale": -1.0}, "'scale' must be a positive number"),
+]
+
+
+def fingerprint(model):
+    return type(model), model.config.to_json_string(), {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def assert_unchanged(model, before):
+    cls, config, state = before
+    assert type(model) is cls and model.config.to_json_string() == config
+    after = model.state_dict()
+    assert after.keys() == state.keys() and all(torch.equal(after[k], state[k]) for k in state)
+
+
+@families
+@pytest.mark.parametrize("encoding,options,message", BAD_OPTIONS, ids=[f"{e}-{m[:20]}" for e, _, m in BAD_OPTIONS])
+def test_bad_options_raise_before_touching_the_model(case, encoding, options, message):
+    model = case.build()
+    before = fingerprint(model)
+    with pytest.raises(PositionEncodingError, match=message.replace("(", r"\(").replace("[", r"\[")) as err:
+        hf_posenc.convert(model, encoding, **options)
+    assert "\n" not in str(err.value)
+    assert_unchanged(model, before)
+
+
+@families
+def test_converting_twice_or_a_peft_model_is_refused(case):
+    from peft import LoraConfig, get_peft_model
+
+    model = hf_posenc.convert(case.build(), "rope")
+    before = fingerprint(model)
+    with pytest.raises(PositionEncodingError, match="already converted"):
+        hf_posenc.convert(model, "alibi")
+    assert_unchanged(model, before)
+    wrapped = get_peft_model(case.build(), LoraConfig(target_modules=list(case.lora_targets), r=2))
+    before = fingerprint(wrapped)
+    with pytest.raises(PositionEncodingError, match="wrapped by PEFT"):
+        hf_posenc.convert(wrapped, "rope")
+    assert_unchanged(wrapped, before)
