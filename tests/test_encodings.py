@@ -15,7 +15,7 @@ from transformers.models.t5.modeling_t5 import T5Attention
 
 import hf_posenc
 from hf_posenc.modeling.posenc_alibi import ALiBi, alibi_slopes
-from hf_posenc.modeling.posenc_base import ModelInfo, PositionContext, merge_bias_with_mask
+from hf_posenc.modeling.posenc_base import ModelInfo, merge_bias_with_mask
 from hf_posenc.modeling.posenc_rope import RotaryEncoding
 from hf_posenc.modeling.posenc_sinusoidal import sinusoidal_table
 from hf_posenc.modeling.posenc_t5_bias import T5RelativeBias
@@ -122,9 +122,10 @@ def test_t5_bias_matches_t5_attention(causal, past):
     peer.relative_attention_bias.weight.data.copy_(ours.relative_attention_bias.weight.data)
     query_length, key_length = 20, 20 + past
     expected = peer.compute_bias(query_length, key_length, past_seen_tokens=past)
-    context = PositionContext(ours, causal, past, query_length, "sdpa", torch.float32)
+    position_ids = torch.arange(past, key_length)[None]
+    context = ours(position_ids, past, "sdpa", torch.float32, attention_mask=None, key_length=key_length)
     ours_dense = merge_bias_with_mask(
-        context.bias_tables(key_length)[0], None, False, past, query_length, key_length, torch.float32
+        context.bias_tables[0], None, False, past, query_length, key_length, torch.float32
     )
     torch.testing.assert_close(ours_dense, expected)
 
@@ -139,7 +140,7 @@ def test_causal_alibi_equals_bloom_after_softmax():
     heads, length = 6, 30
     info = ModelInfo(hidden_size=60, num_heads=heads, num_layers=1, causal=True, trained_context_length=WINDOW)
     ours = ALiBi({}, info)
-    context = PositionContext(ours, True, 0, length, "sdpa", torch.float32)
+    context = ours(torch.arange(length)[None], 0, "sdpa", torch.float32, attention_mask=None, key_length=length)
     merged = context.attention_mask(None, 0, length)[0]  # [heads, Q, K] with the causal mask folded in
     scores = torch.randn(heads, length, length)
     bloom = build_alibi_tensor(torch.ones(1, length), heads, torch.float32).view(heads, 1, length)
@@ -150,7 +151,7 @@ def test_causal_alibi_equals_bloom_after_softmax():
 
 def test_bidirectional_alibi_is_symmetric():
     info = ModelInfo(hidden_size=64, num_heads=HEADS, num_layers=1, causal=False, trained_context_length=WINDOW)
-    context = PositionContext(ALiBi({}, info), False, 0, 10, "sdpa", torch.float32)
+    context = ALiBi({}, info)(torch.arange(10)[None], 0, "sdpa", torch.float32, attention_mask=None, key_length=10)
     bias = context.attention_mask(None, 0, 10)[0]
     torch.testing.assert_close(bias, bias.transpose(-1, -2))
     assert bias[0, 0, 3] == pytest.approx(-3 * alibi_slopes(HEADS)[0].item())

@@ -30,7 +30,7 @@ from transformers.models.bert.modeling_bert import (
 from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
-from .posenc_base import PositionContext, cache_length, default_position_ids
+from .posenc_base import PositionContext, cache_length, default_position_ids, mask_key_length
 from .posenc_family import Family, PosEncModelMixin, attach_encoding, build_position_encoding
 
 
@@ -154,7 +154,12 @@ class PosEncBertModel(PosEncBertPreTrainedModel, BertModel):
                 config=self.config, inputs_embeds=embedding_output, attention_mask=attention_mask
             )
         context = self.position_encoding(
-            position_ids, past_length, self.config._attn_implementation, embedding_output.dtype
+            position_ids,
+            past_length,
+            self.config._attn_implementation,
+            embedding_output.dtype,
+            attention_mask=mask,
+            key_length=mask_key_length(cache, seq_length),
         )
         encoder_outputs = self.encoder(
             embedding_output,

@@ -24,7 +24,7 @@ from transformers.models.gpt2.modeling_gpt2 import (
 from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
-from .posenc_base import PositionContext, cache_length, default_position_ids
+from .posenc_base import PositionContext, cache_length, default_position_ids, mask_key_length
 from .posenc_family import Family, PosEncModelMixin, attach_encoding, build_position_encoding
 
 
@@ -139,7 +139,12 @@ class PosEncGPT2Model(PosEncGPT2PreTrainedModel, GPT2Model):
             position_ids=position_ids,
         )
         context = self.position_encoding(
-            position_ids, past_length, self.config._attn_implementation, hidden_states.dtype
+            position_ids,
+            past_length,
+            self.config._attn_implementation,
+            hidden_states.dtype,
+            attention_mask=causal_mask,
+            key_length=mask_key_length(cache, seq_length),
         )
         for block in self.h:
             hidden_states = block(

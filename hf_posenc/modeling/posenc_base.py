@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -44,10 +44,16 @@ class ModelInfo:
     num_layers: int
     causal: bool
     trained_context_length: int
+    embedding_size: int | None = None  # width of the token embeddings, where it differs from hidden_size
 
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_heads
+
+    @property
+    def input_size(self) -> int:
+        """Width of what an "input" encoding adds to: the token embeddings."""
+        return self.embedding_size or self.hidden_size
 
     @classmethod
     def from_config(cls, config: Any, causal: bool) -> ModelInfo:
@@ -57,6 +63,7 @@ class ModelInfo:
             num_layers=config.num_hidden_layers,
             causal=causal,
             trained_context_length=config.trained_context_length,
+            embedding_size=getattr(config, "embedding_size", None),
         )
 
 
@@ -163,75 +170,79 @@ class PositionEncoding(nn.Module):
     def forward(
         self,
         position_ids: torch.Tensor,
-        past_length: int,
+        past_length: int | torch.Tensor,
         attention_backend: str,
         dtype: torch.dtype,
+        *,
+        attention_mask: Any,
+        key_length: int,
     ) -> PositionContext:
-        """Everything the layers of one forward pass need, computed once and shared by all layers."""
+        """Everything the layers of one forward pass need, computed once here and shared by all layers.
+
+        `attention_mask` is the 4-D mask (or BlockMask, or None) that transformers built for the layers, and
+        `key_length` the key length the layers will see (see `mask_key_length`).
+        """
         self.check_backend(attention_backend)
-        cos_sin = self.rotary(position_ids)
-        if cos_sin is not None:
-            cos_sin = (cos_sin[0].to(dtype), cos_sin[1].to(dtype))
-        return PositionContext(
+        context = PositionContext(
             encoding=self,
             causal=self.info.causal,
             past_length=past_length,
             query_length=position_ids.shape[-1],
+            key_length=key_length,
             backend=attention_backend,
             dtype=dtype,
-            cos_sin=cos_sin,
         )
+        cos_sin = self.rotary(position_ids)
+        if cos_sin is not None:
+            context.cos_sin = (cos_sin[0].to(dtype), cos_sin[1].to(dtype))
+        if self.kind == "bias":
+            first = -(past_length + context.query_length - 1)
+            distances = torch.arange(first, key_length - past_length, device=position_ids.device)
+            context.bias_tables = self.distance_bias(distances)
+            if context.bias_tables.shape[0] == 1 and not attention_backend.startswith("flex"):
+                context.shared_mask = context.merged_mask(attention_mask, 0, key_length)
+        return context
 
 
 @dataclass(eq=False)
 class PositionContext:
-    """Per-forward state handed to every attention layer (rotation tables, the bias merged with the mask)."""
+    """Per-forward state handed to every attention layer (rotation tables, distance-bias tables, merged mask)."""
 
     encoding: PositionEncoding
     causal: bool
-    past_length: int
+    past_length: int | torch.Tensor
     query_length: int
+    key_length: int
     backend: str
     dtype: torch.dtype
     cos_sin: tuple[torch.Tensor, torch.Tensor] | None = None
-    _bias_tables: torch.Tensor | None = None
-    _merged: dict[int, torch.Tensor] = field(default_factory=dict)
+    bias_tables: torch.Tensor | None = None  # [tables, heads, key_length + query_length - 1]
+    shared_mask: torch.Tensor | None = None  # the mask with the shared bias folded in, built once per forward
 
     def rotate(self, query: torch.Tensor, key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.cos_sin is None:
             return query, key
         return self.encoding.rotate(query, key, *self.cos_sin)
 
-    def bias_tables(self, key_length: int) -> torch.Tensor:
-        """[tables, heads, key_length + query_length - 1]; entry d holds distance d - (query_length - 1) - past."""
-        if self._bias_tables is None or self._bias_tables.shape[-1] != key_length + self.query_length - 1:
-            first = -(self.past_length + self.query_length - 1)
-            distances = torch.arange(first, key_length - self.past_length, device=self.encoding_device())
-            self._bias_tables = self.encoding.distance_bias(distances)
-        return self._bias_tables
-
-    def encoding_device(self) -> torch.device:
-        for tensor in (*self.encoding.parameters(), *self.encoding.buffers()):
-            return tensor.device
-        return self.cos_sin[0].device if self.cos_sin is not None else torch.device("cpu")
+    def merged_mask(self, mask: Any, layer_idx: int, key_length: int) -> torch.Tensor:
+        table = self.bias_tables[layer_idx if self.bias_tables.shape[0] > 1 else 0]
+        return merge_bias_with_mask(
+            table, mask, self.causal, self.past_length, self.query_length, key_length, self.dtype
+        )
 
     def attention_mask(self, mask: Any, layer_idx: int, key_length: int) -> Any:
-        """The layer's mask with the bias folded in (built once, and shared when all layers share one table)."""
-        if self.encoding.kind != "bias" or self.backend.startswith("flex"):
+        """The layer's mask with the bias folded in: shared across layers, or built per layer for per-layer tables."""
+        if self.bias_tables is None or self.backend.startswith("flex"):
             return mask
-        tables = self.bias_tables(key_length)
-        table_idx = layer_idx if tables.shape[0] > 1 else 0
-        if table_idx not in self._merged:
-            self._merged[table_idx] = merge_bias_with_mask(
-                tables[table_idx], mask, self.causal, self.past_length, self.query_length, key_length, self.dtype
-            )
-        return self._merged[table_idx]
+        if self.shared_mask is not None:
+            return self.shared_mask
+        return self.merged_mask(mask, layer_idx, key_length)
 
     def attention_function(self, layer_idx: int, default: Callable) -> Callable:
         """The attention function for this layer: transformers' own, or FlexAttention with a bias score_mod."""
         from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-        if self.encoding.kind == "bias" and self.backend.startswith("flex"):
+        if self.bias_tables is not None and self.backend.startswith("flex"):
             return _flex_with_distance_bias(self, layer_idx)
         return ALL_ATTENTION_FUNCTIONS.get_interface(self.backend, default)
 
@@ -274,7 +285,7 @@ def _flex_with_distance_bias(context: PositionContext, layer_idx: int) -> Callab
     def attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
         if dropout > 0:
             raise ValueError("flex_attention does not support attention dropout; call model.eval() first.")
-        tables = context.bias_tables(key.shape[-2])
+        tables = context.bias_tables
         table = tables[layer_idx if tables.shape[0] > 1 else 0].to(query.dtype)
         offset = context.query_length - 1
 
@@ -304,6 +315,11 @@ def default_position_ids(
         positions = attention_mask.long().cumsum(-1) - 1
         return positions.clamp(min=0)[:, -query_length:]
     return torch.arange(past_length, past_length + query_length, device=device).unsqueeze(0)
+
+
+def mask_key_length(cache: Any, query_length: int) -> int:
+    """The key length the layers will attend over (a static cache attends over its whole buffer)."""
+    return cache.get_mask_sizes(query_length, 0)[0] if cache is not None else query_length
 
 
 def cache_length(cache: Any) -> int | torch.Tensor:

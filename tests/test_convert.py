@@ -1,0 +1,227 @@
+"""convert(): registration, config, backends, training paths, and the models it refuses."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    BertConfig,
+    BertForQuestionAnswering,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    BertModel,
+    GPT2Config,
+    GPT2ForSequenceClassification,
+    GPT2ForTokenClassification,
+    GPT2Model,
+    LlamaConfig,
+    LlamaForCausalLM,
+    T5Config,
+    T5ForConditionalGeneration,
+)
+
+import hf_posenc
+from hf_posenc import PositionEncodingError
+from tests.cases import CASES, VOCAB, WINDOW, sharpen, tiny_bert, tiny_gpt2
+
+GPT2, BERT = CASES[0], CASES[1]
+
+
+def test_convert_returns_the_same_object_and_records_the_encoding():
+    model = tiny_gpt2()
+    assert hf_posenc.convert(model, "t5_bias", num_buckets=16, max_distance=64) is model
+    config = model.config
+    assert config.model_type == "posenc_gpt2"
+    assert config.position_encoding == "t5_bias"
+    assert config.position_encoding_options == {"num_buckets": 16, "max_distance": 64, "per_layer": False}
+    assert config.trained_context_length == WINDOW
+    assert config.architectures == ["PosEncGPT2LMHeadModel"]
+    assert all(module.config is config for module in model.modules() if hasattr(module, "config"))
+
+
+def test_config_round_trips_through_json_and_auto_config(tmp_path):
+    model = hf_posenc.convert(tiny_bert(), "rope", theta=500.0, partial_rotary_factor=0.5)
+    model.config.save_pretrained(tmp_path)
+    raw = json.loads((tmp_path / "config.json").read_text())
+    assert raw["model_type"] == "posenc_bert"
+    assert raw["position_encoding_options"] == {"theta": 500.0, "partial_rotary_factor": 0.5, "scaling": None}
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert type(loaded).__name__ == "PosEncBertConfig" and loaded.position_encoding == "rope"
+    assert AutoConfig.for_model("posenc_gpt2").model_type == "posenc_gpt2"
+
+
+@pytest.mark.parametrize(
+    "cls,config",
+    [
+        (GPT2Model, GPT2Config),
+        (GPT2ForSequenceClassification, GPT2Config),
+        (GPT2ForTokenClassification, GPT2Config),
+        (BertModel, BertConfig),
+        (BertForSequenceClassification, BertConfig),
+        (BertForTokenClassification, BertConfig),
+        (BertForQuestionAnswering, BertConfig),
+    ],
+)
+def test_every_head_converts_runs_long_and_reloads(cls, config, tmp_path):
+    small = {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2, "vocab_size": VOCAB}
+    if config is GPT2Config:
+        cfg = GPT2Config(n_layer=1, n_embd=32, n_head=2, n_positions=WINDOW, vocab_size=VOCAB, pad_token_id=0)
+    else:
+        cfg = BertConfig(**small, intermediate_size=64, max_position_embeddings=WINDOW)
+    torch.manual_seed(0)
+    model = hf_posenc.convert(cls(cfg).eval(), "alibi")
+    assert type(model).__name__ == "PosEnc" + cls.__name__
+    ids = torch.randint(3, VOCAB, (2, 4 * WINDOW))
+    out = model(ids)
+    first = out[0]
+    model.save_pretrained(tmp_path)
+    reloaded = type(model).from_pretrained(tmp_path).eval()
+    torch.testing.assert_close(reloaded(ids)[0], first)
+
+
+def test_auto_classes_load_other_heads_of_a_saved_checkpoint(tmp_path):
+    hf_posenc.convert(tiny_gpt2(), "rope").save_pretrained(tmp_path)
+    assert type(AutoModel.from_pretrained(tmp_path)).__name__ == "PosEncGPT2Model"
+    assert type(AutoModelForCausalLM.from_pretrained(tmp_path)).__name__ == "PosEncGPT2LMHeadModel"
+    classifier = AutoModelForSequenceClassification.from_pretrained(tmp_path, num_labels=3)
+    assert type(classifier).__name__ == "PosEncGPT2ForSequenceClassification"
+
+
+def test_from_pretrained_attn_implementation_keeps_the_encoding(tmp_path):
+    model = sharpen(hf_posenc.convert(tiny_gpt2(), "rope"), GPT2)
+    model.save_pretrained(tmp_path)
+    ids = torch.randint(3, VOCAB, (1, 2 * WINDOW))
+    outs = {}
+    for backend in ("eager", "sdpa"):
+        loaded = AutoModelForCausalLM.from_pretrained(tmp_path, attn_implementation=backend).eval()
+        assert loaded.config._attn_implementation == backend
+        with torch.no_grad():
+            outs[backend] = loaded(ids).logits
+            shifted = loaded(ids, position_ids=torch.arange(2 * WINDOW)[None].flip(-1)).logits
+        assert (outs[backend] - shifted).abs().max() > 1e-3, "positions must still matter"
+    assert (outs["eager"] - outs["sdpa"]).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("encoding", ["t5_bias", "alibi"])
+def test_flash_attention_with_a_bias_is_refused_clearly(encoding):
+    model = hf_posenc.convert(tiny_gpt2(), encoding)
+    model.config._attn_implementation_internal = "flash_attention_2"
+    expected = "cannot run on the 'flash_attention_2'.*eager, sdpa, flex_attention"
+    with pytest.raises(PositionEncodingError, match=expected):
+        model(torch.randint(3, VOCAB, (1, 8)))
+    fresh = tiny_gpt2()
+    fresh.config._attn_implementation_internal = "flash_attention_2"
+    with pytest.raises(PositionEncodingError, match="flash_attention_2"):
+        hf_posenc.convert(fresh, encoding)
+    assert type(fresh).__name__ == "GPT2LMHeadModel" and hasattr(fresh.transformer, "wpe")
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+@pytest.mark.parametrize("encoding", ["rope", "t5_bias", "alibi"])
+def test_flex_attention_matches_sdpa(case, encoding):
+    pytest.importorskip("torch.nn.attention.flex_attention")
+    model = sharpen(hf_posenc.convert(case.build(), encoding), case).eval()
+    ids = torch.randint(3, VOCAB, (1, 64))
+    with torch.no_grad():
+        model.set_attn_implementation("sdpa")
+        reference = model(ids).logits
+        model.set_attn_implementation("flex_attention")
+        flex = model(ids).logits
+    assert (flex - reference).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+@pytest.mark.parametrize("encoding", ["t5_bias", "learned"])
+def test_loss_reaches_the_new_position_parameters(case, encoding):
+    model = hf_posenc.convert(case.build(), encoding).train()
+    ids = torch.randint(3, VOCAB, (2, 2 * WINDOW))
+    model(ids, labels=ids).loss.backward()
+    grads = [p.grad for p in model.base_model.position_encoding.parameters()]
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(case):
+    torch.manual_seed(0)
+    model = sharpen(hf_posenc.convert(case.build(), "t5_bias"), case)
+    model.config.attn_pdrop = model.config.resid_pdrop = model.config.embd_pdrop = 0.0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    ids = torch.randint(3, VOCAB, (2, 40))
+    results = []
+    for checkpointing in (False, True):
+        model.zero_grad()
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+        model.train()
+        loss = model(ids, labels=ids).loss
+        loss.backward()
+        table = model.base_model.position_encoding.relative_attention_bias.weight
+        results.append((loss.detach(), table.grad.clone()))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1])
+
+
+@pytest.mark.parametrize("encoding", ["rope", "t5_bias"])
+def test_torch_compile_gives_the_same_logits(encoding):
+    model = sharpen(hf_posenc.convert(tiny_gpt2(), encoding), GPT2).eval()
+    ids = torch.randint(3, VOCAB, (1, 48))
+    with torch.no_grad():
+        eager = model(ids).logits
+        compiled = torch.compile(model, fullgraph=True)(ids).logits
+    torch.testing.assert_close(compiled, eager, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+@pytest.mark.parametrize("encoding", ["rope", "t5_bias", "alibi", "sinusoidal"])
+def test_bf16_forward_and_backward_have_no_nan(case, encoding):
+    model = hf_posenc.convert(case.build(), encoding).to(torch.bfloat16).train()
+    ids = torch.randint(3, VOCAB, (2, 3 * WINDOW))
+    loss = model(ids, labels=ids).loss
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize(
+    "build,message",
+    [
+        (lambda: T5ForConditionalGeneration(T5Config(num_layers=1, d_model=32, d_ff=64, num_heads=2)), "'t5'"),
+        (
+            lambda: LlamaForCausalLM(
+                LlamaConfig(num_hidden_layers=1, hidden_size=32, intermediate_size=64, num_attention_heads=2)
+            ),
+            "'llama'",
+        ),
+        (lambda: torch.nn.Linear(2, 2), "None"),
+    ],
+    ids=["t5", "llama", "not-a-transformer"],
+)
+def test_unsupported_models_are_refused_untouched(build, message):
+    model = build()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(PositionEncodingError, match=f"Unsupported model type {message}.*Supported: gpt2, bert"):
+        hf_posenc.convert(model, "rope")
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+
+
+def test_cross_attention_models_are_refused():
+    config = GPT2Config(n_layer=1, n_embd=32, n_head=2, n_positions=WINDOW, add_cross_attention=True)
+    from transformers import GPT2LMHeadModel
+
+    model = GPT2LMHeadModel(config)
+    with pytest.raises(PositionEncodingError, match="cross-attention"):
+        hf_posenc.convert(model, "rope")
+    assert hasattr(model.transformer, "wpe")
+
+
+def test_nope_on_an_encoder_warns():
+    with pytest.warns(UserWarning, match="order"):
+        hf_posenc.convert(tiny_bert(), "nope")
