@@ -225,3 +225,41 @@ def test_cross_attention_models_are_refused():
 def test_nope_on_an_encoder_warns():
     with pytest.warns(UserWarning, match="order"):
         hf_posenc.convert(tiny_bert(), "nope")
+
+
+def test_a_new_encoding_is_one_registered_class():
+    from hf_posenc.modeling.posenc_base import _REGISTRY, Option, PositionEncoding, register_encoding
+
+    @register_encoding
+    class WindowBias(PositionEncoding):
+        """Hard local window: keys further back than `window` are strongly penalised."""
+
+        name = "test_window"
+        kind = "bias"
+        relative = True
+        description = "test-only window bias"
+        options = {"window": Option(4, "how far back a query looks")}
+
+        def distance_bias(self, distances):
+            far = (-distances) > self.config_options["window"]
+            return torch.where(far, -1e4, 0.0).expand(1, self.info.num_heads, -1)
+
+    try:
+        assert "test_window" in hf_posenc.available_encodings()
+        model = sharpen(hf_posenc.convert(tiny_gpt2(), "test_window", window=2), GPT2)
+        ids = torch.randint(3, VOCAB, (1, 20))
+        changed = ids.clone()
+        changed[0, 0] = (ids[0, 0] + 1) % VOCAB
+        with torch.no_grad():
+            # the last position sees only 3 tokens back in every layer, so token 0 cannot reach it
+            torch.testing.assert_close(model(ids).logits[0, -1], model(changed).logits[0, -1])
+            assert (model(ids).logits[0, 1] - model(changed).logits[0, 1]).abs().max() > 1e-4
+    finally:
+        _REGISTRY.pop("test_window")
+
+
+def test_an_odd_rotary_dimension_is_refused():
+    model = tiny_gpt2()  # heads of 16 dims: 0.3125 * 16 = 5 rotary dims
+    with pytest.raises(PositionEncodingError, match="rotary dimension of 5"):
+        hf_posenc.convert(model, "rope", partial_rotary_factor=0.3125)
+    assert hasattr(model.transformer, "wpe")
