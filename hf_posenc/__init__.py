@@ -2,7 +2,7 @@
 
 from .convert import convert, family_of
 from .encodings import available_encodings, encodings_table
-from .families import FAMILIES, register_with_auto_classes
+from .families import FAMILIES, families_table, register_with_auto_classes
 from .modeling.posenc_base import PositionEncoding, PositionEncodingError, register_encoding
 
 register_with_auto_classes()
@@ -15,6 +15,7 @@ __all__ = [
     "available_encodings",
     "convert",
     "encodings_table",
+    "families_table",
     "family_of",
     "register_encoding",
 ]

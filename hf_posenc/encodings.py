@@ -23,8 +23,12 @@ def available_encodings() -> dict[str, dict[str, Any]]:
 
 def encodings_table() -> str:
     """A Markdown table of every encoding and its options."""
-    rows = ["| encoding | hooks in at | relative | options (default) |", "| --- | --- | --- | --- |"]
+    rows = [
+        "| encoding | what it is | hooks in at | relative | options (`name=default`: meaning) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for name, spec in available_encodings().items():
-        options = "; ".join(f"`{key}` ({opt['default']!r}): {opt['doc']}" for key, opt in spec["options"].items())
-        rows.append(f"| `{name}` | {spec['kind']} | {'yes' if spec['relative'] else 'no'} | {options or '-'} |")
+        options = "<br>".join(f"`{key}={opt['default']!r}`: {opt['doc']}" for key, opt in spec["options"].items())
+        relative = "yes" if spec["relative"] else "no"
+        rows.append(f"| `{name}` | {spec['description']} | {spec['kind']} | {relative} | {options or '-'} |")
     return "\n".join(rows)
