@@ -1,7 +1,7 @@
 """The registration list: importing this module registers every encoding shipped with hf_posenc."""
 
 from .posenc_alibi import ALiBi
-from .posenc_base import registered_encodings
+from .posenc_base import get_encoding_class, registered_encodings
 from .posenc_learned import LearnedEncoding
 from .posenc_nope import NoPositionEncoding
 from .posenc_rope import RotaryEncoding
@@ -15,5 +15,6 @@ __all__ = [
     "RotaryEncoding",
     "SinusoidalEncoding",
     "T5RelativeBias",
+    "get_encoding_class",
     "registered_encodings",
 ]

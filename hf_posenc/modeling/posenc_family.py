@@ -9,14 +9,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .posenc_all import registered_encodings
-from .posenc_base import ModelInfo, PositionEncoding, get_encoding_class
+from .posenc_all import get_encoding_class
+from .posenc_base import ModelInfo, PositionEncoding
 
 POSENC_CONFIG_FIELDS = ("position_encoding", "position_encoding_options", "trained_context_length")
 
 
 def build_position_encoding(config: Any, causal: bool) -> PositionEncoding:
-    registered_encodings()  # the import above registered every shipped encoding
     encoding_cls = get_encoding_class(config.position_encoding)
     return encoding_cls(config.position_encoding_options or {}, ModelInfo.from_config(config, causal))
 
@@ -61,7 +60,6 @@ class PosEncModelMixin:
 
     def _check_and_adjust_attn_implementation(self, attn_implementation, is_init_check=False, **kwargs):
         implementation = super()._check_and_adjust_attn_implementation(attn_implementation, is_init_check, **kwargs)
-        registered_encodings()
         get_encoding_class(self.config.position_encoding).check_backend(implementation)
         return implementation
 
