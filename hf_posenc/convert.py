@@ -50,18 +50,19 @@ def convert(model: nn.Module, encoding: str, **options: Any) -> nn.Module:
     family = family_of(model)
     encoding_cls = get_encoding_class(encoding)
     old_config = model.config
-    window = old_config.max_position_embeddings
+    old_table = family.absolute_table(model.base_model).detach()
+    window = old_table.shape[0]  # the rows in use: families with a position offset return only those
     info = ModelInfo(
         hidden_size=old_config.hidden_size,
         num_heads=old_config.num_attention_heads,
         num_layers=old_config.num_hidden_layers,
         causal=family.is_causal(old_config),
         trained_context_length=window,
+        embedding_size=old_table.shape[1],
     )
     validated = encoding_cls.validate(options, info)
     encoding_cls.check_backend(old_config._attn_implementation)
     new_config = converted_config(family, old_config, family.heads[type(model)], encoding, validated, window)
-    old_table = family.absolute_table(model.base_model).detach()
 
     model.__class__ = family.heads[type(model)]
     replace_config(model, old_config, new_config)

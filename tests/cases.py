@@ -6,7 +6,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel, PreTrainedModel
+from transformers import (
+    BertConfig,
+    BertForMaskedLM,
+    DistilBertConfig,
+    DistilBertForMaskedLM,
+    ElectraConfig,
+    ElectraForPreTraining,
+    GPT2Config,
+    GPT2LMHeadModel,
+    GPTNeoConfig,
+    GPTNeoForCausalLM,
+    OPTConfig,
+    OPTForCausalLM,
+    PreTrainedModel,
+    RobertaConfig,
+    RobertaForMaskedLM,
+    XLMRobertaConfig,
+    XLMRobertaForMaskedLM,
+)
 
 WINDOW = 32  # the tiny models' learned position window
 VOCAB = 128
@@ -50,6 +68,74 @@ def tiny_bert() -> BertForMaskedLM:
     return BertForMaskedLM(config).eval()
 
 
+def tiny_roberta(config_class=RobertaConfig, model_class=RobertaForMaskedLM) -> PreTrainedModel:
+    config = config_class(
+        num_hidden_layers=2,
+        hidden_size=64,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=WINDOW + 2,  # positions start at pad_token_id + 1
+        vocab_size=VOCAB,
+        pad_token_id=1,
+    )
+    return model_class(config).eval()
+
+
+def tiny_xlm_roberta() -> XLMRobertaForMaskedLM:
+    return tiny_roberta(XLMRobertaConfig, XLMRobertaForMaskedLM)
+
+
+def tiny_opt() -> OPTForCausalLM:
+    config = OPTConfig(
+        num_hidden_layers=2,
+        hidden_size=64,
+        num_attention_heads=4,
+        ffn_dim=128,
+        word_embed_proj_dim=48,  # exercises project_in / project_out
+        dropout=0.0,  # functional dropout: there is no nn.Dropout module for a test to switch off
+        max_position_embeddings=WINDOW,
+        vocab_size=VOCAB,
+        pad_token_id=1,
+    )
+    return OPTForCausalLM(config).eval()
+
+
+def tiny_distilbert() -> DistilBertForMaskedLM:
+    config = DistilBertConfig(
+        n_layers=2, dim=64, n_heads=4, hidden_dim=128, max_position_embeddings=WINDOW, vocab_size=VOCAB, pad_token_id=0
+    )
+    return DistilBertForMaskedLM(config).eval()
+
+
+def tiny_electra() -> ElectraForPreTraining:
+    config = ElectraConfig(
+        num_hidden_layers=2,
+        hidden_size=64,
+        embedding_size=32,  # exercises embeddings_project: input encodings work at the embedding width
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=WINDOW,
+        vocab_size=VOCAB,
+        pad_token_id=0,
+    )
+    return ElectraForPreTraining(config).eval()
+
+
+def tiny_gpt_neo() -> GPTNeoForCausalLM:
+    config = GPTNeoConfig(
+        num_layers=2,
+        hidden_size=64,
+        num_heads=4,
+        attention_types=[[["global", "local"], 1]],
+        window_size=8,  # the local layer attends to the previous 8 tokens
+        max_position_embeddings=WINDOW,
+        vocab_size=VOCAB,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    return GPTNeoForCausalLM(config).eval()
+
+
 CASES: list[FamilyCase] = [
     FamilyCase(
         name="gpt2",
@@ -69,6 +155,63 @@ CASES: list[FamilyCase] = [
         table_key="bert.embeddings.position_embeddings.weight",
         qk_weights=("attention.self.query.weight", "attention.self.key.weight"),
         lora_targets=("query", "key", "value"),
+    ),
+    FamilyCase(
+        name="roberta",
+        build=tiny_roberta,
+        causal=False,
+        auto_class="AutoModelForMaskedLM",
+        table_key="roberta.embeddings.position_embeddings.weight",
+        qk_weights=("attention.self.query.weight", "attention.self.key.weight"),
+        lora_targets=("query", "key", "value"),
+        pad_token_id=1,
+    ),
+    FamilyCase(
+        name="xlm-roberta",
+        build=tiny_xlm_roberta,
+        causal=False,
+        auto_class="AutoModelForMaskedLM",
+        table_key="roberta.embeddings.position_embeddings.weight",
+        qk_weights=("attention.self.query.weight", "attention.self.key.weight"),
+        lora_targets=("query", "key", "value"),
+        pad_token_id=1,
+    ),
+    FamilyCase(
+        name="opt",
+        build=tiny_opt,
+        causal=True,
+        auto_class="AutoModelForCausalLM",
+        table_key="model.decoder.embed_positions.weight",
+        qk_weights=("self_attn.q_proj.weight", "self_attn.k_proj.weight"),
+        lora_targets=("q_proj", "k_proj", "v_proj"),
+        pad_token_id=1,
+    ),
+    FamilyCase(
+        name="distilbert",
+        build=tiny_distilbert,
+        causal=False,
+        auto_class="AutoModelForMaskedLM",
+        table_key="distilbert.embeddings.position_embeddings.weight",
+        qk_weights=("attention.q_lin.weight", "attention.k_lin.weight"),
+        lora_targets=("q_lin", "k_lin", "v_lin"),
+    ),
+    FamilyCase(
+        name="electra",
+        build=tiny_electra,
+        causal=False,
+        auto_class="AutoModelForPreTraining",
+        table_key="electra.embeddings.position_embeddings.weight",
+        qk_weights=("attention.self.query.weight", "attention.self.key.weight"),
+        lora_targets=("query", "key", "value"),
+    ),
+    FamilyCase(
+        name="gpt_neo",
+        build=tiny_gpt_neo,
+        causal=True,
+        auto_class="AutoModelForCausalLM",
+        table_key="transformer.wpe.weight",
+        qk_weights=("attention.q_proj.weight", "attention.k_proj.weight"),
+        lora_targets=("q_proj", "k_proj", "v_proj"),
     ),
 ]
 

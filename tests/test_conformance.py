@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -197,11 +198,13 @@ def test_loads_with_trust_remote_code_without_hf_posenc(case, tmp_path):
         torch.save(input_ids, folder / "ids.pt")
         torch.save(logits(model, input_ids), folder / "logits.pt")
         jobs.append((str(folder), case.auto_class))
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules")}  # no sharing with parallel runs
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(REMOTE_CHECK), json.dumps(jobs)],
         capture_output=True,
         text=True,
         cwd=tmp_path,
+        env=env,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]

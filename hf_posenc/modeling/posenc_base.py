@@ -201,6 +201,7 @@ class PositionEncoding(nn.Module):
             context.bias_tables = self.distance_bias(distances)
             if context.bias_tables.shape[0] == 1 and not attention_backend.startswith("flex"):
                 context.shared_mask = context.merged_mask(attention_mask, 0, key_length)
+                context.shared_source = attention_mask
         return context
 
 
@@ -218,6 +219,7 @@ class PositionContext:
     cos_sin: tuple[torch.Tensor, torch.Tensor] | None = None
     bias_tables: torch.Tensor | None = None  # [tables, heads, key_length + query_length - 1]
     shared_mask: torch.Tensor | None = None  # the mask with the shared bias folded in, built once per forward
+    shared_source: Any = None  # the mask `shared_mask` was built from (layers with their own mask merge their own)
 
     def rotate(self, query: torch.Tensor, key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.cos_sin is None:
@@ -234,7 +236,7 @@ class PositionContext:
         """The layer's mask with the bias folded in: shared across layers, or built per layer for per-layer tables."""
         if self.bias_tables is None or self.backend.startswith("flex"):
             return mask
-        if self.shared_mask is not None:
+        if self.shared_mask is not None and mask is self.shared_source:
             return self.shared_mask
         return self.merged_mask(mask, layer_idx, key_length)
 

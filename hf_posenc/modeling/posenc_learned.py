@@ -39,7 +39,7 @@ class LearnedEncoding(PositionEncoding):
 
     def __init__(self, options: dict[str, Any], info: ModelInfo):
         super().__init__(options, info)
-        self.weight = nn.Parameter(torch.zeros(options["max_positions"], info.hidden_size))
+        self.weight = nn.Parameter(torch.zeros(options["max_positions"], info.input_size))
 
     def load_absolute_table(self, weight: torch.Tensor) -> None:
         rows, old = self.weight.shape[0], weight.shape[0]

@@ -17,9 +17,9 @@ from .posenc_base import ModelInfo, Option, PositionEncoding, PositionEncodingEr
 ROPE_TYPES = ("default", *ROPE_INIT_FUNCTIONS)
 
 
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+def apply_rotation(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """`x * cos + cat(-x2, x1) * sin` in three passes: `roll` swaps the halves, `signed_sin` carries the sign."""
+    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), signed_sin)
 
 
 @register_encoding
@@ -112,15 +112,14 @@ class RotaryEncoding(PositionEncoding):
         return angles.cos() * scaling, angles.sin() * scaling
 
     def rotate(self, query, key, cos, sin):
-        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+        half = sin.shape[-1] // 2
+        cos, sin = cos.unsqueeze(1), torch.cat((-sin[..., :half], sin[..., half:]), dim=-1).unsqueeze(1)
         d = self.rotary_dim
         if d == query.shape[-1]:
-            return query * cos + rotate_half(query) * sin, key * cos + rotate_half(key) * sin
-        q_rot, q_pass = query[..., :d], query[..., d:]
-        k_rot, k_pass = key[..., :d], key[..., d:]
-        q_rot = q_rot * cos + rotate_half(q_rot) * sin
-        k_rot = k_rot * cos + rotate_half(k_rot) * sin
-        return torch.cat((q_rot, q_pass), dim=-1), torch.cat((k_rot, k_pass), dim=-1)
+            return apply_rotation(query, cos, sin), apply_rotation(key, cos, sin)
+        q_rot = apply_rotation(query[..., :d], cos, sin)
+        k_rot = apply_rotation(key[..., :d], cos, sin)
+        return torch.cat((q_rot, query[..., d:]), dim=-1), torch.cat((k_rot, key[..., d:]), dim=-1)
 
 
 def rope_config(options: dict[str, Any], info: ModelInfo) -> PreTrainedConfig:

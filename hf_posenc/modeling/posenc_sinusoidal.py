@@ -36,8 +36,8 @@ class SinusoidalEncoding(PositionEncoding):
         check_positive("base", options["base"])
         if options["scale"] != "auto":
             check_positive("scale", options["scale"])
-        if info.hidden_size % 2:
-            raise PositionEncodingError(f"'sinusoidal' needs an even hidden size, got {info.hidden_size}.")
+        if info.input_size % 2:
+            raise PositionEncodingError(f"'sinusoidal' needs an even embedding size, got {info.input_size}.")
         return options
 
     def __init__(self, options: dict[str, Any], info: ModelInfo):
@@ -52,4 +52,4 @@ class SinusoidalEncoding(PositionEncoding):
             self.config_options["scale"] = self.scale
 
     def embed(self, position_ids: torch.Tensor) -> torch.Tensor:
-        return sinusoidal_table(position_ids, self.info.hidden_size, self.config_options["base"]) * self.scale
+        return sinusoidal_table(position_ids, self.info.input_size, self.config_options["base"]) * self.scale
