@@ -1,0 +1,250 @@
+"""Hub helpers without network: safe save, model card, push_to_hub intercepted at HfApi's commit boundary,
+and the pushed files loaded in a fresh process where hf_posenc cannot be imported."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import HfApi, ModelCard
+from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel
+
+import hf_posenc
+from hf_posenc.data import gpt2_tokenizer
+from hf_posenc.hub import (
+    UploadError,
+    build_model_card,
+    checkpoint_info,
+    pipeline_tag_for,
+    push_to_hub,
+    remote_code_problems,
+    save_converted,
+)
+
+MODELING_DIR = Path(hf_posenc.__file__).parent / "modeling"
+TOKEN = "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"
+WINDOW = 32
+
+
+def tiny_gpt2(encoding: str = "rope", **options) -> GPT2LMHeadModel:
+    """A 2-layer GPT-2 with q/k scaled up so that positions visibly change the logits, converted to `encoding`."""
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=2, n_embd=64, n_head=4, n_positions=WINDOW, vocab_size=50257)
+    model = GPT2LMHeadModel(config).eval()
+    with torch.no_grad():
+        for block in model.transformer.h:
+            block.attn.c_attn.weight[:, : 2 * config.n_embd] *= 10
+    return hf_posenc.convert(model, encoding, **options)
+
+
+def fake_evaluation(folder: Path) -> Path:
+    folder.mkdir()
+    table = "| model | 32 | 64 |\n| --- | --- | --- |\n| rope | 12.5 | 14.1 |"
+    (folder / "results.md").write_text(f"# Long-context evaluation\n\n{table}\n\n![plot](perplexity_vs_length.png)\n")
+    (folder / "results.json").write_text(json.dumps({"lengths": [32, 64], "models": {}}))
+    (folder / "perplexity_vs_length.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    return folder
+
+
+class FakeHub:
+    """Stands in for the Hub at HfApi.create_repo / HfApi.create_commit; keeps the files of each commit."""
+
+    def __init__(self, root: Path, fail_with: Exception | None = None):
+        self.root = root
+        self.fail_with = fail_with
+        self.repos: list[dict] = []
+        self.commits: list[dict] = []
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> FakeHub:
+        hub = self
+
+        def create_repo(api, repo_id, *, private=None, exist_ok=False, **kwargs):
+            hub.repos.append({"repo_id": repo_id, "private": private, "exist_ok": exist_ok})
+            return f"https://huggingface.co/{repo_id}"
+
+        def create_commit(api, repo_id, operations, *, commit_message, **kwargs):
+            if hub.fail_with is not None:
+                raise hub.fail_with
+            folder = hub.root / f"commit{len(hub.commits)}"
+            for op in operations:
+                target = folder / op.path_in_repo
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(Path(op.path_or_fileobj).read_bytes())
+            hub.commits.append({"repo_id": repo_id, "message": commit_message, "folder": folder})
+            return f"https://huggingface.co/{repo_id}/commit/{len(hub.commits)}"
+
+        monkeypatch.setattr(HfApi, "create_repo", create_repo)
+        monkeypatch.setattr(HfApi, "create_commit", create_commit)
+        return self
+
+
+def files_under(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+
+
+def expected_gpt2_files() -> set[str]:
+    code = {"modeling_posenc_gpt2.py"} | {p.name for p in MODELING_DIR.glob("posenc_*.py")}
+    return code | {
+        "README.md",
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "evaluation/results.md",
+        "evaluation/results.json",
+        "evaluation/perplexity_vs_length.png",
+    }
+
+
+LOAD_WITHOUT_HF_POSENC = """
+import sys
+sys.modules["hf_posenc"] = None
+import torch
+from transformers import AutoModelForCausalLM
+folder, ids_path, out_path = sys.argv[1:]
+model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
+with torch.no_grad():
+    logits = model(input_ids=torch.load(ids_path)).logits
+torch.save({"logits": logits, "class": type(model).__name__, "module": type(model).__module__}, out_path)
+"""
+
+
+def test_push_round_trip_loads_without_hf_posenc(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    hub = FakeHub(tmp_path / "hub").install(monkeypatch)
+    model = tiny_gpt2("rope", theta=500.0)
+    url = push_to_hub(
+        model,
+        "someone/tiny-gpt2-rope",
+        out_dir=tmp_path / "local",
+        tokenizer=gpt2_tokenizer(),
+        base_model="openai-community/gpt2",
+        license="mit",
+        evaluation_dir=fake_evaluation(tmp_path / "eval"),
+        private=True,
+    )
+    assert hub.repos == [{"repo_id": "someone/tiny-gpt2-rope", "private": True, "exist_ok": True}]
+    assert len(hub.commits) == 1 and url.endswith("/commit/1")
+    pushed = hub.commits[0]["folder"]
+    assert files_under(pushed) == expected_gpt2_files()
+    assert files_under(pushed) == files_under(tmp_path / "local")
+
+    card = ModelCard.load(pushed / "README.md")
+    assert card.data.base_model == "openai-community/gpt2"
+    assert card.data.library_name == "transformers"
+    assert card.data.license == "mit"
+    assert card.data.pipeline_tag == "text-generation"
+    assert {"hf_posenc", "rope"} <= set(card.data.tags)
+    assert 'from_pretrained("someone/tiny-gpt2-rope", trust_remote_code=True)' in card.text
+    assert f"{WINDOW} tokens" in card.text and "theta=500.0" in card.text
+    assert "| rope | 12.5 | 14.1 |" in card.text
+    assert "![perplexity_vs_length](evaluation/perplexity_vs_length.png)" in card.text
+    assert "# Long-context evaluation" not in card.text
+
+    for path in pushed.rglob("*"):
+        assert not path.is_file() or TOKEN.encode() not in path.read_bytes(), path
+    captured = capsys.readouterr()
+    assert TOKEN not in captured.out + captured.err
+
+    ids = torch.randint(0, 50257, (2, 3 * WINDOW))  # three times the old position limit
+    torch.save(ids, tmp_path / "ids.pt")
+    script = textwrap.dedent(LOAD_WITHOUT_HF_POSENC)
+    args = [str(pushed), str(tmp_path / "ids.pt"), str(tmp_path / "out.pt")]
+    run = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    loaded = torch.load(tmp_path / "out.pt")
+    assert loaded["class"] == "PosEncGPT2LMHeadModel"
+    assert loaded["module"].startswith("transformers_modules")
+    with torch.no_grad():
+        expected = model(input_ids=ids).logits
+    torch.testing.assert_close(loaded["logits"], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_failed_upload_keeps_the_folder_and_says_how_to_retry(tmp_path, monkeypatch):
+    hub = FakeHub(tmp_path / "hub", fail_with=ConnectionError("Connection refused")).install(monkeypatch)
+    with pytest.raises(UploadError) as failure:
+        push_to_hub(tiny_gpt2("alibi"), "someone/tiny-alibi", out_dir=tmp_path / "local")
+    message = str(failure.value)
+    assert "Connection refused" in message
+    assert f"hf-posenc push {tmp_path / 'local'} someone/tiny-alibi" in message
+    assert hub.commits == []
+    assert {"config.json", "model.safetensors", "README.md", "modeling_posenc_gpt2.py"} <= files_under(
+        tmp_path / "local"
+    )
+    assert checkpoint_info(tmp_path / "local")["position_encoding"] == "alibi"
+
+
+def test_failed_save_leaves_no_half_written_checkpoint(tmp_path, monkeypatch):
+    model = tiny_gpt2("t5_bias")
+    original_save = model.save_pretrained
+
+    def save_then_fail(folder, **kwargs):
+        original_save(folder, **kwargs)
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(model, "save_pretrained", save_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        save_converted(model, tmp_path / "new")
+    assert list(tmp_path.iterdir()) == []
+
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "marker.txt").write_text("previous checkpoint")
+    with pytest.raises(OSError, match="No space left"):
+        save_converted(model, existing, overwrite=True)
+    assert files_under(existing) == {"marker.txt"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing"]
+
+
+def test_save_refuses_to_clobber_and_overwrites_when_asked(tmp_path):
+    model = tiny_gpt2("sinusoidal")
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "marker.txt").write_text("previous checkpoint")
+    with pytest.raises(FileExistsError, match="not empty"):
+        save_converted(model, existing)
+    assert files_under(existing) == {"marker.txt"}
+    save_converted(model, existing, overwrite=True)
+    assert "marker.txt" not in files_under(existing) and "model.safetensors" in files_under(existing)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing"]
+
+
+def test_save_rejects_an_unconverted_model(tmp_path):
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, n_positions=16, vocab_size=64))
+    with pytest.raises(hf_posenc.PositionEncodingError, match="convert"):
+        save_converted(model, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_card_of_a_masked_lm_without_known_licence():
+    config = BertConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2, intermediate_size=64, vocab_size=64)
+    model = hf_posenc.convert(BertForMaskedLM(config), "t5_bias", num_buckets=16)
+    card = build_model_card(model.config, base_model="google-bert/bert-base-uncased")
+    assert card.data.pipeline_tag == "fill-mask"
+    assert card.data.license is None and "license" not in card.content.split("---")[1]
+    assert {"hf_posenc", "t5_bias", "posenc_bert"} <= set(card.data.tags)
+    assert "AutoModelForMaskedLM" in card.text and "num_buckets=16" in card.text
+    assert "## Evaluation" not in card.text
+    assert pipeline_tag_for(["PosEncBertForMultipleChoice"]) is None  # no Hub task: no pipeline_tag
+    assert pipeline_tag_for(["PosEncGPT2Model"]) == "feature-extraction"
+
+
+def test_checkpoint_info_and_remote_code_check(tmp_path):
+    folder = save_converted(tiny_gpt2("rope"), tmp_path / "ckpt", base_model="openai-community/gpt2")
+    info = checkpoint_info(folder)
+    assert info["base_model"] == "openai-community/gpt2"
+    assert info["position_encoding"] == "rope" and info["trained_context_length"] == WINDOW
+    assert info["model_type"] == "posenc_gpt2" and info["loads_without_hf_posenc"] is True
+
+    (folder / "posenc_rope.py").unlink()
+    assert remote_code_problems(folder) == ["missing posenc_rope.py"]
+    with (folder / "posenc_alibi.py").open("a") as handle:
+        handle.write("\nimport hf_posenc\n")
+    assert "posenc_alibi.py imports hf_posenc" in remote_code_problems(folder)
+    assert checkpoint_info(folder)["loads_without_hf_posenc"] is False
