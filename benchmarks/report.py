@@ -1,0 +1,298 @@
+"""Run metadata, the JSON record, the Markdown ratio tables and the PNG plot of one benchmark run.
+
+python -m benchmarks.report [benchmarks/results.json]   # render RESULTS.md and results.png again
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+import transformers
+
+from .models import ORIGINAL
+from .settings import TARGET_BACKEND, TARGETS, Settings
+
+
+def machine() -> dict:
+    """Machine, versions, date and load: everything needed to read the numbers."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import hf_posenc
+
+    info = {
+        "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "hf_posenc": hf_posenc.__version__,
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "load_average_start": load_average(),
+        "command": shlex.join(["python", "-m", "benchmarks.run", *sys.argv[1:]]),
+    }
+    return info
+
+
+def load_average() -> float | None:
+    """The 1-minute load average: how busy the machine was besides the benchmark."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
+def rounded(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def busy(meta: dict) -> bool:
+    """True when the load average says other work competed for the cores."""
+    loads = [meta.get(key) for key in ("load_average_start", "load_average_end")]
+    return meta.get("gpu") is None and any(load is not None and load > 0.75 * meta["cpu_count"] for load in loads)
+
+
+def settings_record(settings: Settings) -> dict:
+    return {
+        "shape": settings.shape.as_dict(),
+        "cases": [case.label for case in settings.cases],
+        "encodings": list(settings.encodings),
+        "backends": list(settings.backends),
+        "rounds": settings.rounds,
+        "min_run_time_s": settings.min_run_time,
+        "threads": settings.threads,
+        "device": settings.device,
+        "dtype": str(settings.dtype).removeprefix("torch."),
+        "quick": settings.quick,
+        "clock": settings.clock,
+        "notes": list(settings.notes),
+    }
+
+
+def write_json(path: Path, meta: dict, settings: Settings, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"machine": meta, "settings": settings_record(settings), "rows": rows}
+    path.write_text(json.dumps(record, indent=1) + "\n")
+
+
+def target_mark(encoding: str, backend: str, kind: str, value: float | None) -> str:
+    """' ✓'/' ✗' where the issue sets a CPU sdpa target for this cell, else ''."""
+    target = TARGETS.get(encoding, {}).get(kind)
+    if value is None or target is None or backend != TARGET_BACKEND:
+        return ""
+    ok = value >= target if kind in ("forward", "train") else value <= target
+    return " ✓" if ok else " ✗"
+
+
+def ratio_table(rows: list[dict], backend: str, encodings: list[str], key: str = "ratio") -> list[str]:
+    """One Markdown table: encodings down, workloads (time ratios, then peak-memory ratios) across."""
+    mine = [row for row in rows if row["backend"] == backend]
+    labels = list(dict.fromkeys(row["label"] for row in mine))
+    memory_labels = [label for label in labels if not label.startswith("decode")] if key == "ratio" else []
+    header = [f"{label} {'speed' if not label.startswith('decode') else 'latency'}" for label in labels]
+    header += [f"mem {label}" for label in memory_labels]
+    lines = ["| encoding | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
+    for encoding in encodings:
+        cells = []
+        by_label = {row["label"]: row for row in mine if row["encoding"] == encoding}
+        for label in labels:
+            row = by_label.get(label, {})
+            cells.append(cell(row, key, encoding, backend))
+        for label in memory_labels:
+            cells.append(cell(by_label.get(label, {}), "memory_ratio", encoding, backend))
+        lines.append(f"| {encoding} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def cell(row: dict, key: str, encoding: str, backend: str) -> str:
+    if not row:
+        return "–"
+    if "error" in row:
+        return "n/a"
+    value = row.get(key)
+    if value is None:
+        return "–"
+    kind = "memory" if key == "memory_ratio" else row["case"]
+    if key == "ratio_best":
+        return f"{value:.3f}"
+    return f"{value:.3f}{target_mark(encoding, backend, kind, value)}"
+
+
+def absolute_table(rows: list[dict], backends: list[str], clock: str = "wall") -> list[str]:
+    """The original model's absolute numbers, so that the ratios can be read against them."""
+    what = "original (per CPU-second)" if clock == "cpu" else "original"
+    lines = [f"| backend | workload | {what} | peak memory |", "|---|---|---|---|"]
+    for row in rows:
+        if row["encoding"] != ORIGINAL or row["backend"] not in backends or "error" in row:
+            continue
+        speed = (
+            f"{row['tokens_per_s']:,.0f} tokens/s"
+            if "tokens_per_s" in row
+            else f"{row['s_per_token'] * 1e3:.2f} ms per decode step (batch {row['batch']})"
+        )
+        lines.append(f"| {row['backend']} | {row['label']} | {speed} | {row['peak_bytes'] / 2**20:,.1f} MiB |")
+    return lines
+
+
+def write_markdown(path: Path, meta: dict, settings: Settings, rows: list[dict], plot_name: str | None) -> None:
+    shape = settings.shape
+    encodings = [ORIGINAL, *settings.encodings]
+    lines = [
+        "# hf_posenc benchmarks: converted / original",
+        "",
+        f"Generated by `{meta['command']}` on {meta['date_utc']}.",
+        "",
+        f"- Machine: {meta['cpu']} ({meta['cpu_count']} cores visible, torch threads: {settings.threads})"
+        + (f", GPU {meta['gpu']}" if meta.get("gpu") else ", no GPU")
+        + f"; {meta['platform']}.",
+        f"- Versions: Python {meta['python']}, torch {meta['torch']}, transformers {meta['transformers']}, "
+        f"hf_posenc {meta['hf_posenc']}.",
+        f"- Model: GPT-2, {shape.layers} layers x {shape.hidden} wide, {shape.heads} heads, vocab {shape.vocab}, "
+        f"random weights, {str(settings.dtype).removeprefix('torch.')}; batch {shape.batch}; device {settings.device}.",
+        f"- Timing: torch.utils.benchmark `blocked_autorange` on the "
+        f"{'process CPU-time' if settings.clock == 'cpu' else 'wall'} clock after one warm-up call, "
+        f"{settings.rounds} interleaved rounds per workload (every variant once per round, order rotated), "
+        f"median of the rounds. Load average at start: {rounded(meta.get('load_average_start'))}, "
+        f"at end: {rounded(meta.get('load_average_end'))}.",
+        "- Peak memory: bytes allocated by one call above what was allocated before it (CPU: torch's allocation "
+        "events from `torch.profiler`; CUDA: `max_memory_allocated`).",
+        "",
+        "Speed = original time / converted time (forward, train step, prefill: higher is better); latency = "
+        "converted / original per decoded token with the KV cache (lower is better); mem = converted / original "
+        f"peak memory (lower is better). ✓/✗: the issue's CPU {TARGET_BACKEND} targets "
+        "(rope: forward >= 0.98, train >= 0.97, decode <= 1.03, memory <= 1.03; t5_bias and alibi: >= 0.97, "
+        ">= 0.95, <= 1.05, <= 1.05).",
+        "",
+    ]
+    if busy(meta) and settings.clock == "wall":
+        lines += [
+            f"**The machine was busy with other work during this run (load average up to "
+            f"{rounded(max(meta.get('load_average_start') or 0, meta.get('load_average_end') or 0))} on "
+            f"{meta['cpu_count']} cores): the time ratios carry that noise; the memory ratios are exact.**",
+            "",
+        ]
+    if settings.device == "cpu":
+        lines += ["- GPU rows (bf16 on sdpa, flash_attention_2, flex_attention) are not measured here: no GPU.", ""]
+    lines += [f"- {note}" for note in settings.notes]
+    if settings.notes:
+        lines.append("")
+    for backend in settings.backends:
+        backend_rows = [row for row in rows if row["backend"] == backend]
+        if not backend_rows:
+            continue
+        baseline = backend_rows[0]["baseline_backend"]
+        against = "" if baseline == backend else f" (original on {baseline}: GPT-2 cannot run {backend})"
+        lines += [f"## {backend}{against}", "", *ratio_table(rows, backend, encodings), ""]
+        lines += [
+            "Best of rounds (minimum time of each variant; less sensitive to other load on the machine):",
+            "",
+            *ratio_table(rows, backend, encodings, key="ratio_best"),
+            "",
+        ]
+        errors = {row["encoding"]: row["error"] for row in backend_rows if "error" in row}
+        lines += [f"- n/a {name}: {error}" for name, error in errors.items()]
+        if errors:
+            lines.append("")
+    lines += ["## Original model, absolute", "", *absolute_table(rows, list(settings.backends), settings.clock), ""]
+    if plot_name:
+        lines += [f"![converted / original]({plot_name})", ""]
+    path.write_text("\n".join(lines))
+
+
+def plot(path: Path, rows: list[dict], settings: Settings) -> None:
+    """Per backend: relative speed (original time / converted time) and peak-memory ratio, per workload."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    backends = [b for b in settings.backends if any(row["backend"] == b for row in rows)]
+    fig, axes = plt.subplots(len(backends), 2, figsize=(15, 3.4 * len(backends)), squeeze=False)
+    for (speed_ax, memory_ax), backend in zip(axes, backends):
+        mine = [row for row in rows if row["backend"] == backend and "ratio" in row]
+        bars(speed_ax, mine, settings.encodings, speed, lambda label: True)
+        speed_ax.set_title(f"{backend}: speed, original time / converted time (higher is better)")
+        bars(memory_ax, mine, settings.encodings, memory, lambda label: not label.startswith("decode"))
+        memory_ax.set_title(f"{backend}: peak memory, converted / original (lower is better)")
+    axes[0, 0].legend(ncol=len(settings.encodings), fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def bars(ax, rows: list[dict], encodings, value, keep) -> None:
+    labels = [label for label in dict.fromkeys(row["label"] for row in rows) if keep(label)]
+    width = 0.8 / max(len(encodings), 1)
+    for index, encoding in enumerate(encodings):
+        by_label = {row["label"]: row for row in rows if row["encoding"] == encoding}
+        values = [value(by_label.get(label)) for label in labels]
+        positions = [i + (index - (len(encodings) - 1) / 2) * width for i in range(len(labels))]
+        ax.bar(positions, values, width, label=encoding)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
+    ax.set_ylim(bottom=0)
+
+
+def memory(row: dict | None) -> float:
+    return row["memory_ratio"] if row and row.get("memory_ratio") else 0.0
+
+
+def speed(row: dict | None) -> float:
+    if not row or "ratio" not in row:
+        return 0.0
+    return row["ratio"] if row["ratio_kind"] == "throughput" else 1.0 / row["ratio"]
+
+
+def print_summary(rows: list[dict], settings: Settings) -> None:
+    for backend in settings.backends:
+        print(f"\n{backend}")
+        print("\n".join(ratio_table(rows, backend, list(settings.encodings))))
+
+
+def settings_from_record(record: dict) -> Settings:
+    """The Settings a results.json was produced with (enough to render it again)."""
+    from .models import Shape
+    from .workloads import Case
+
+    saved = record["settings"]
+    cases = tuple(Case(label.split()[0], int(label.split("T=")[1])) for label in saved["cases"])
+    return Settings(
+        shape=Shape(**saved["shape"]),
+        cases=cases,
+        encodings=tuple(saved["encodings"]),
+        backends=tuple(saved["backends"]),
+        rounds=saved["rounds"],
+        min_run_time=saved["min_run_time_s"],
+        threads=saved["threads"],
+        device=saved["device"],
+        dtype=getattr(torch, saved["dtype"]),
+        quick=saved["quick"],
+        clock=saved.get("clock", "wall"),
+        notes=saved.get("notes", []),
+    )
+
+
+def render(json_path: Path) -> Path:
+    """Write RESULTS.md and results.png next to a results.json (also one left by an interrupted run)."""
+    record = json.loads(json_path.read_text())
+    settings = settings_from_record(record)
+    png_path = json_path.with_name("results.png")
+    plot(png_path, record["rows"], settings)
+    md_path = json_path.with_name("RESULTS.md")
+    write_markdown(md_path, record["machine"], settings, record["rows"], png_path.name)
+    return md_path
+
+
+if __name__ == "__main__":
+    print(f"Wrote {render(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / 'results.json')}")

@@ -1,0 +1,71 @@
+"""The benchmark code path runs end to end on a tiny shape and writes well-formed results (no time is asserted)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from benchmarks.measure import ratios
+from benchmarks.models import ORIGINAL, QUICK, build_variants
+from benchmarks.run import main
+from benchmarks.timing import peak_memory
+from benchmarks.workloads import Case
+
+ENCODINGS = ["rope", "t5_bias", "alibi"]
+
+
+def test_quick_path_writes_json_markdown_and_plot(tmp_path):
+    args = ["--quick", "--shape", "1,32,2,64,1", "--cases", "forward:16,train:16,decode:16"]
+    args += ["--encodings", ",".join(ENCODINGS), "--backends", "sdpa", "--rounds", "2", "--min-run-time", "0"]
+    main([*args, "--threads", "1", "--clock", "cpu", "--out", str(tmp_path)])
+
+    record = json.loads((tmp_path / "results.json").read_text())
+    assert record["settings"]["encodings"] == ENCODINGS and record["settings"]["clock"] == "cpu"
+    assert {"torch", "transformers", "cpu", "date_utc"} <= set(record["machine"])
+    rows = record["rows"]
+    assert len(rows) == 3 * (1 + len(ENCODINGS))
+    for row in rows:
+        assert "error" not in row, row
+        assert len(row["times_s"]) == 2 and all(t > 0 for t in row["times_s"])
+        assert row["ratio_kind"] == ("latency" if row["case"] == "decode" else "throughput")
+        for key in ("ratio", "ratio_best", "memory_ratio"):
+            assert math.isfinite(row[key]) and row[key] > 0, (key, row)
+        if row["encoding"] == ORIGINAL:
+            assert row["ratio"] == 1.0 and row["memory_ratio"] == 1.0
+    markdown = (tmp_path / "RESULTS.md").read_text()
+    assert all(f"| {encoding} |" in markdown for encoding in ENCODINGS)
+    assert (tmp_path / "results.png").stat().st_size > 1000
+
+
+def test_ratios_point_the_documented_way():
+    original = {"median_s": 2.0}
+    faster = ratios(Case("forward", 8), {"median_s": 1.0, "min_s": 1.0}, original, 2.0, 150, 100)
+    assert faster["ratio"] == 2.0 and faster["ratio_best"] == 2.0 and faster["memory_ratio"] == 1.5
+    slower_decode = ratios(Case("decode", 8), {"median_s": 3.0, "min_s": 4.0}, original, 2.0, 100, 100)
+    assert slower_decode["ratio"] == 1.5 and slower_decode["ratio_best"] == 2.0
+
+
+def test_variants_share_the_original_weights():
+    variants = build_variants(QUICK, ENCODINGS)
+    original = dict(variants[ORIGINAL].named_parameters())
+    for encoding in ENCODINGS:
+        converted = dict(variants[encoding].named_parameters())
+        common = set(converted) & set(original)
+        assert len(common) == len(original) - 1  # everything but the learned position table
+        assert all(converted[name] is original[name] for name in common)
+
+
+def test_peak_memory_sees_a_temporary_tensor():
+    def allocate() -> None:
+        temporary = torch.ones(1_000_000)  # 4 MB, freed on return
+        temporary.sum()
+
+    assert peak_memory(allocate) >= 4_000_000
+
+
+def test_bad_encoding_is_one_clear_error(capsys):
+    with pytest.raises(SystemExit, match="unknown encoding"):
+        main(["--quick", "--encodings", "rope,nonsense"])
