@@ -1,0 +1,29 @@
+"""Long-context evaluation: perplexity at lengths (chunked and sliding window), loss by position, passkey retrieval,
+masked-LM loss for encoders, and the report (results.json, results.md, PNG plots).
+
+Entry point: `evaluate_long_context(model, tokenizer, texts, lengths, *, stride=None, passkey=True, out_dir=None)`.
+For several models: evaluate each, then `write_report({name: result, ...}, lengths, out_dir)`.
+"""
+
+from .limits import describe, is_causal_lm, max_context, trained_context_length
+from .long_context import evaluate_long_context, tokenize_documents
+from .passkey import build_prompt, passkey_retrieval
+from .perplexity import chunked_perplexity, masked_lm_loss, sliding_window_perplexity
+from .report import markdown_table, measurement, write_report
+
+__all__ = [
+    "build_prompt",
+    "chunked_perplexity",
+    "describe",
+    "evaluate_long_context",
+    "is_causal_lm",
+    "markdown_table",
+    "masked_lm_loss",
+    "max_context",
+    "measurement",
+    "passkey_retrieval",
+    "sliding_window_perplexity",
+    "tokenize_documents",
+    "trained_context_length",
+    "write_report",
+]

@@ -1,0 +1,27 @@
+"""Training helpers shared by the recipes: settings, data (load, tokenise, pack), model preparation, the loop."""
+
+from .config import TrainConfig, build_parser, parse_config
+from .data import CausalCollator, MaskedCollator, TextData, load_documents, tokenize_and_pack
+from .errors import RecipeError, run_cli
+from .loop import latest_checkpoint, train
+from .model import check_block_size, convert_if_asked, load_model, load_tokenizer, select_trainable
+
+__all__ = [
+    "CausalCollator",
+    "MaskedCollator",
+    "RecipeError",
+    "TextData",
+    "TrainConfig",
+    "build_parser",
+    "check_block_size",
+    "convert_if_asked",
+    "latest_checkpoint",
+    "load_documents",
+    "load_model",
+    "load_tokenizer",
+    "parse_config",
+    "run_cli",
+    "select_trainable",
+    "tokenize_and_pack",
+    "train",
+]

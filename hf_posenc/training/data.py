@@ -1,0 +1,148 @@
+"""Training data: documents from the shipped books, local text files or a Hub dataset, tokenised with
+`datasets.map` (cached) and packed into fixed-length blocks; held-out documents stay whole for evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .errors import RecipeError
+
+
+@dataclass
+class TextData:
+    """Training blocks, evaluation blocks, and the raw held-out documents (for long-context evaluation)."""
+
+    train: Any  # datasets.Dataset with "input_ids" (and "block" index) of block_size tokens
+    eval: Any
+    eval_texts: list[str]
+
+
+def shipped_files(split: str) -> list[str]:
+    """Paths of the shipped books of the default split ("train" or "eval")."""
+    from .. import data
+
+    root = resources.files(data.__name__).joinpath("text")
+    return [str(root.joinpath(f"{book}.txt.gz")) for book in data.default_split()[split]]
+
+
+def load_documents(
+    train_files: list[str] | None = None,
+    eval_files: list[str] | None = None,
+    dataset_name: str | None = None,
+    dataset_config: str | None = None,
+    text_column: str = "text",
+) -> Any:
+    """A DatasetDict {"train", "eval"} with one row per document in column "text".
+
+    Local files: one document per file. A Hub dataset: its train split, and its validation (or test) split.
+    Neither: the shipped books (train: tiny-shakespeare + four Austen novels; eval: two other novels).
+    """
+    import datasets
+
+    if dataset_name:
+        try:
+            raw = datasets.load_dataset(dataset_name, dataset_config)
+        except Exception as err:  # noqa: BLE001 - datasets raises many types; one message is enough
+            raise RecipeError(f"Could not load dataset {dataset_name!r} ({dataset_config}): {err}") from None
+        held_out = next((s for s in ("validation", "test") if s in raw), None)
+        if "train" not in raw or held_out is None:
+            raise RecipeError(f"Dataset {dataset_name!r} needs a train split and a validation or test split.")
+        raw = datasets.DatasetDict({"train": raw["train"], "eval": raw[held_out]})
+        if text_column not in raw["train"].column_names:
+            raise RecipeError(f"Dataset {dataset_name!r} has no column {text_column!r}: {raw['train'].column_names}.")
+        return raw.rename_column(text_column, "text") if text_column != "text" else raw
+    if bool(train_files) != bool(eval_files):
+        raise RecipeError("Give both --train_files and --eval_files (held-out documents), or neither.")
+    files = {"train": train_files or shipped_files("train"), "eval": eval_files or shipped_files("eval")}
+    for path in (p for paths in files.values() for p in paths):
+        if not Path(path).is_file():
+            raise RecipeError(f"File not found: {path}")
+    raw = datasets.load_dataset("text", data_files=files, sample_by="document")
+    for split in ("train", "eval"):
+        if not any(text.strip() for text in raw[split]["text"]):
+            raise RecipeError(f"The {split} data is empty: {', '.join(files[split])}.")
+    return raw
+
+
+def tokenize_and_pack(
+    raw: Any, tokenizer: Any, block_size: int, num_proc: int | None = None, max_eval_blocks: int | None = 64
+) -> TextData:
+    """Tokenise every document (cached by datasets), then cut the concatenated stream into `block_size` blocks.
+
+    Raises RecipeError when `block_size` is larger than the longest training document.
+    """
+    if block_size < 2:
+        raise RecipeError(f"Block size must be at least 2, got {block_size}.")
+    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+    saved_max = tokenizer.model_max_length
+    tokenizer.model_max_length = int(1e12)
+
+    def tokenize(batch: dict[str, list]) -> dict[str, list]:
+        ids = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
+        return {"input_ids": [seq + [eos] if eos is not None else seq for seq in ids], "length": [len(s) for s in ids]}
+
+    try:
+        tokenized = raw.map(tokenize, batched=True, remove_columns=raw["train"].column_names, num_proc=num_proc)
+    finally:
+        tokenizer.model_max_length = saved_max
+    longest = max(tokenized["train"]["length"], default=0)
+    if longest == 0:
+        raise RecipeError("The training data has no tokens.")
+    if block_size > longest:
+        raise RecipeError(
+            f"Block size {block_size} is larger than the longest training document ({longest} tokens). "
+            "Use a smaller --block_size or longer documents."
+        )
+
+    def pack(batch: dict[str, list]) -> dict[str, list]:
+        stream = [token for seq in batch["input_ids"] for token in seq]
+        usable = (len(stream) // block_size) * block_size
+        return {"input_ids": [stream[i : i + block_size] for i in range(0, usable, block_size)]}
+
+    packed = tokenized.remove_columns("length").map(pack, batched=True, batch_size=1000)
+    if len(packed["train"]) == 0:
+        raise RecipeError(f"No training block of {block_size} tokens could be built: the data is too small.")
+    train = packed["train"].add_column("block", list(range(len(packed["train"]))))
+    evaluation = packed["eval"]
+    if max_eval_blocks is not None and len(evaluation) > max_eval_blocks:
+        step = len(evaluation) // max_eval_blocks
+        evaluation = evaluation.select(range(0, step * max_eval_blocks, step))
+    return TextData(
+        train=train.with_format("torch"), eval=evaluation.with_format("torch"), eval_texts=list(raw["eval"]["text"])
+    )
+
+
+class CausalCollator:
+    """Stack blocks into input_ids with labels = input_ids (the model shifts them)."""
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        ids = torch.stack([row["input_ids"] for row in rows])
+        batch = {"input_ids": ids, "labels": ids.clone()}
+        if "block" in rows[0]:
+            batch["block"] = torch.stack([torch.as_tensor(row["block"]) for row in rows])
+        return batch
+
+
+class MaskedCollator:
+    """Wrap each block in [CLS] ... [SEP] and mask tokens with transformers' DataCollatorForLanguageModeling."""
+
+    def __init__(self, tokenizer: Any, probability: float = 0.15):
+        from transformers import DataCollatorForLanguageModeling
+
+        self.tokenizer = tokenizer
+        self.inner = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=probability)
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        cls_id, sep_id = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
+        examples = [{"input_ids": [cls_id, *row["input_ids"].tolist(), sep_id]} for row in rows]
+        batch = dict(self.inner(examples))
+        if "block" in rows[0]:
+            batch["block"] = torch.stack([torch.as_tensor(row["block"]) for row in rows])
+        return batch

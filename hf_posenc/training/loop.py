@@ -1,0 +1,227 @@
+"""The Accelerate training loop of the recipes: schedule, accumulation, logging, evaluation, checkpoints, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .config import TrainConfig
+from .errors import RecipeError
+from .model import select_trainable, trainable_count, unwrap_for_saving
+
+
+def make_accelerator(cfg: TrainConfig):
+    from accelerate import Accelerator
+
+    return Accelerator(
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps, mixed_precision=cfg.mixed_precision, cpu=cfg.cpu
+    )
+
+
+def checkpoint_dir(output_dir: str | Path, step: int) -> Path:
+    return Path(output_dir) / "checkpoints" / f"step_{step:07d}"
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    found = sorted((Path(output_dir) / "checkpoints").glob("step_*"))
+    return found[-1] if found else None
+
+
+def total_steps(cfg: TrainConfig, blocks: int, processes: int) -> int:
+    """Optimizer steps: from the token budget if given, else max_steps, else one epoch."""
+    tokens_per_step = cfg.block_size * cfg.batch_size * cfg.gradient_accumulation_steps * processes
+    if cfg.token_budget:
+        return max(1, math.ceil(cfg.token_budget / tokens_per_step))
+    if cfg.max_steps:
+        return cfg.max_steps
+    return max(1, blocks // (cfg.batch_size * cfg.gradient_accumulation_steps * processes))
+
+
+def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """Trainable parameters; the position encoding's own get `position_lr_multiplier` x the learning rate."""
+    position, other = [], []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (position if "position_encoding" in name else other).append(parameter)
+    if not position and not other:
+        raise RecipeError("No parameter would train with these settings.")
+    if cfg.position_lr_multiplier == 1.0 or not position:
+        return [{"params": position + other}]
+    return [{"params": other}, {"params": position, "lr": cfg.learning_rate * cfg.position_lr_multiplier}]
+
+
+def epoch_loader(dataset: Any, cfg: TrainConfig, epoch: int, collate: Callable) -> DataLoader:
+    """The blocks of one epoch in a seeded order (the same on every process, so resuming replays it exactly)."""
+    generator = torch.Generator().manual_seed(cfg.seed + epoch)
+    order = torch.randperm(len(dataset), generator=generator).tolist()
+    # the loader's own generator: creating its iterator must not draw from the global RNG (dropout), or a resumed
+    # run would diverge from an uninterrupted one
+    return DataLoader(
+        dataset.select(order), batch_size=cfg.batch_size, shuffle=False, collate_fn=collate, generator=generator
+    )
+
+
+@torch.no_grad()
+def evaluate_loss(model: nn.Module, dataset: Any, cfg: TrainConfig, collate: Callable, accelerator: Any) -> float:
+    """Mean loss over the held-out blocks (masked LM: with a fixed masking seed)."""
+    model.eval()
+    state = torch.random.get_rng_state()
+    torch.manual_seed(cfg.seed + 12345)
+    loader = accelerator.prepare_data_loader(
+        DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate)
+    )
+    losses = []
+    for batch in loader:
+        loss = model(**batch).loss
+        losses.append(accelerator.gather_for_metrics(loss.detach().float().reshape(1)))
+    torch.random.set_rng_state(state)
+    model.train()
+    return float(torch.cat(losses).mean()) if losses else float("nan")
+
+
+class MetricsLog:
+    """Appends JSON lines to output_dir/metrics.jsonl on the main process (never truncates earlier lines)."""
+
+    def __init__(self, path: Path, enabled: bool):
+        self.path, self.enabled = path, enabled
+
+    def write(self, **record: Any) -> None:
+        if self.enabled:
+            with self.path.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+
+def train(
+    model: nn.Module, train_set: Any, eval_set: Any, cfg: TrainConfig, collate: Callable, tokenizer: Any = None
+) -> dict[str, Any]:
+    """Train `model` on `train_set` blocks with Accelerate; save it (LoRA merged) to cfg.output_dir.
+
+    Returns {"steps", "tokens", "train_loss", "eval_loss", "seconds", "tokens_per_second", "output_dir"}.
+    """
+    from accelerate.utils import set_seed
+    from transformers import get_scheduler
+
+    accelerator = make_accelerator(cfg)
+    set_seed(cfg.seed)
+    out = Path(cfg.output_dir)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(json.dumps(vars(cfg), indent=2, default=str) + "\n")
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    model = select_trainable(model, cfg.trainable, cfg.lora_r, cfg.lora_alpha)
+    trained, total = trainable_count(model)
+    optimizer = torch.optim.AdamW(parameter_groups(model, cfg), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    steps = total_steps(cfg, len(train_set), accelerator.num_processes)
+    try:
+        scheduler = get_scheduler(
+            cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=steps
+        )
+    except ValueError as err:
+        raise RecipeError(f"--lr_scheduler: {err}") from None
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+
+    step, resumed_micro = 0, 0
+    if cfg.resume_from_checkpoint:
+        path = latest_checkpoint(out) if cfg.resume_from_checkpoint == "latest" else Path(cfg.resume_from_checkpoint)
+        if path is None or not path.is_dir():
+            raise RecipeError(f"No checkpoint to resume from: {cfg.resume_from_checkpoint} (in {out / 'checkpoints'}).")
+        accelerator.load_state(str(path))
+        progress = json.loads((path / "progress.json").read_text())
+        step, resumed_micro = progress["step"], progress["micro"]
+
+    log = MetricsLog(out / "metrics.jsonl", accelerator.is_main_process)
+    log.write(event="start", step=step, steps=steps, trainable_parameters=trained, parameters=total)
+    micro_per_epoch = len(epoch_loader(train_set, cfg, 0, collate))
+    micro_per_epoch = math.ceil(micro_per_epoch / accelerator.num_processes)
+    if micro_per_epoch < cfg.gradient_accumulation_steps:
+        raise RecipeError(
+            f"Too little training data: {len(train_set)} blocks cannot fill one step of "
+            f"{cfg.batch_size} x {cfg.gradient_accumulation_steps} x {accelerator.num_processes} blocks."
+        )
+    seen_blocks: list[int] = []
+    stop_at = min(steps, cfg.stop_after_steps) if cfg.stop_after_steps else steps
+    bar = tqdm(total=steps, initial=step, desc="train", disable=not (cfg.progress and accelerator.is_main_process))
+    model.train()
+    start_time, tokens, window_tokens, window_start = time.perf_counter(), 0, 0, time.perf_counter()
+    train_loss, last_eval, running = float("nan"), None, []
+    micro = resumed_micro
+    while step < stop_at:
+        epoch, skip = divmod(micro, micro_per_epoch)
+        loader = accelerator.prepare_data_loader(epoch_loader(train_set, cfg, epoch, collate))
+        loader = accelerator.skip_first_batches(loader, skip) if skip else loader
+        for batch in loader:
+            blocks = batch.pop("block", None)
+            if cfg.record_batches and blocks is not None:
+                seen_blocks.extend(int(b) for b in blocks)
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            micro += 1
+            running.append(float(accelerator.reduce(loss.detach(), reduction="mean")))
+            batch_tokens = int(batch["input_ids"].numel()) * accelerator.num_processes
+            tokens += batch_tokens
+            window_tokens += batch_tokens
+            if not accelerator.sync_gradients:
+                continue
+            step += 1
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == stop_at:
+                now = time.perf_counter()
+                train_loss = sum(running) / len(running)
+                rate = window_tokens / max(1e-9, now - window_start)
+                lr = scheduler.get_last_lr()[0]
+                log.write(event="train", step=step, loss=train_loss, lr=lr, tokens=tokens, tokens_per_second=rate)
+                bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{rate:,.0f}")
+                running, window_tokens, window_start = [], 0, now
+            if cfg.eval_every and step % cfg.eval_every == 0 and eval_set is not None and len(eval_set):
+                last_eval = evaluate_loss(model, eval_set, cfg, collate, accelerator)
+                log.write(event="eval", step=step, eval_loss=last_eval, eval_perplexity=math.exp(min(last_eval, 50)))
+            if cfg.save_every and step % cfg.save_every == 0:
+                save_checkpoint(accelerator, out, step, micro)
+            if step >= stop_at:
+                break
+    bar.close()
+    seconds = time.perf_counter() - start_time
+    if cfg.record_batches:
+        path = out / f"batches_rank{accelerator.process_index}.json"
+        path.write_text(json.dumps(seen_blocks) + "\n")
+    result = {"steps": step, "tokens": tokens, "train_loss": train_loss, "seconds": seconds}
+    result["tokens_per_second"] = tokens / max(seconds, 1e-9)
+    if step < steps:  # stopped early on purpose: keep a checkpoint to resume from, do not save a final model
+        save_checkpoint(accelerator, out, step, micro)
+        log.write(event="stopped", step=step)
+        return {**result, "eval_loss": last_eval, "output_dir": str(out), "finished": False}
+    if eval_set is not None and len(eval_set):
+        last_eval = evaluate_loss(model, eval_set, cfg, collate, accelerator)
+        log.write(event="eval", step=step, eval_loss=last_eval, eval_perplexity=math.exp(min(last_eval, 50)))
+    accelerator.wait_for_everyone()
+    final = unwrap_for_saving(accelerator.unwrap_model(model))
+    if accelerator.is_main_process:
+        final.save_pretrained(str(out))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(out))
+    log.write(event="end", step=step, eval_loss=last_eval, seconds=seconds)
+    accelerator.wait_for_everyone()
+    return {**result, "eval_loss": last_eval, "output_dir": str(out), "finished": True, "model": final}
+
+
+def save_checkpoint(accelerator: Any, output_dir: Path, step: int, micro: int) -> None:
+    """accelerator.save_state into checkpoints/step_N (model, optimizer, scheduler, RNG states) + the position."""
+    path = checkpoint_dir(output_dir, step)
+    accelerator.save_state(str(path))
+    if accelerator.is_main_process:
+        (path / "progress.json").write_text(json.dumps({"step": step, "micro": micro}) + "\n")
+    accelerator.wait_for_everyone()

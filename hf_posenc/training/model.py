@@ -1,0 +1,106 @@
+"""Load, convert and prepare a model for training: which parameters train (all, attention + positions, LoRA)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from .config import TrainConfig
+from .errors import RecipeError
+
+ATTENTION_PARTS = ("attn", "attention", "position_encoding", "ln_", "layernorm", "norm")
+LORA_TARGETS = {"gpt2": ["c_attn", "attn.c_proj"], "bert": ["query", "key", "value", "attention.output.dense"]}
+NORMS = {"gpt2": ["ln_1", "ln_2", "ln_f"], "bert": ["LayerNorm"]}
+
+
+def family_name(model: nn.Module) -> str:
+    model_type = model.config.model_type
+    return model_type.removeprefix("posenc_")
+
+
+def load_model(cfg: TrainConfig, auto_class: Any) -> nn.Module:
+    """`auto_class.from_pretrained(cfg.model_name_or_path)`, converted to `cfg.encoding` when one is given."""
+    if not cfg.model_name_or_path:
+        raise RecipeError("--model_name_or_path is required (a Hub id or a local folder).")
+    try:
+        model = auto_class.from_pretrained(cfg.model_name_or_path, trust_remote_code=True)
+    except OSError as err:
+        raise RecipeError(f"Could not load model {cfg.model_name_or_path!r}: {str(err).splitlines()[0]}") from None
+    return convert_if_asked(model, cfg.encoding, cfg.options())
+
+
+def load_tokenizer(name_or_path: str | None) -> Any:
+    """The model's own tokenizer, or the shipped GPT-2 tokenizer when the folder has none (or no name is given)."""
+    from transformers import AutoTokenizer
+
+    from .. import data
+
+    if name_or_path:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        except (OSError, ValueError, TypeError):
+            tokenizer = None
+        if tokenizer is not None:
+            if tokenizer.pad_token is None:
+                tokenizer.pad_token = tokenizer.eos_token
+            return tokenizer
+    return data.gpt2_tokenizer()
+
+
+def check_block_size(model: nn.Module, block_size: int) -> None:
+    from ..evaluation import max_context
+
+    limit = max_context(model)
+    if limit is not None and block_size > limit:
+        raise RecipeError(f"--block_size {block_size} is past the model's {limit} positions; use at most {limit}.")
+
+
+def convert_if_asked(model: nn.Module, encoding: str | None, options: dict[str, Any]) -> nn.Module:
+    import hf_posenc
+
+    if encoding in (None, "", "none", "original"):
+        if options:
+            raise RecipeError("--encoding_options given without --encoding.")
+        return model
+    return hf_posenc.convert(model, encoding, **options)
+
+
+def select_trainable(model: nn.Module, trainable: str, lora_r: int = 8, lora_alpha: int = 16) -> nn.Module:
+    """Freeze what should not train; for "lora", wrap with PEFT (position encoding and norms fully trained)."""
+    if trainable == "all":
+        return model
+    if trainable == "attention":
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad = any(part in name.lower() for part in ATTENTION_PARTS)
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    family = family_name(model)
+    if family not in LORA_TARGETS:
+        raise RecipeError(f"LoRA targets are known for {', '.join(LORA_TARGETS)} models, not {family!r}.")
+    modules_to_save = list(NORMS[family])
+    encoding = getattr(model.base_model, "position_encoding", None)
+    if encoding is not None and any(True for _ in encoding.parameters()):
+        modules_to_save.append("position_encoding")
+    config = LoraConfig(
+        r=lora_r,
+        lora_alpha=lora_alpha,
+        target_modules=LORA_TARGETS[family],
+        modules_to_save=modules_to_save,
+        fan_in_fan_out=family == "gpt2",
+    )
+    return get_peft_model(model, config)
+
+
+def trainable_count(model: nn.Module) -> tuple[int, int]:
+    """(trainable parameters, all parameters)."""
+    params = list(model.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+def unwrap_for_saving(model: nn.Module) -> nn.Module:
+    """The plain transformers model to `save_pretrained`: LoRA weights merged in, PEFT wrapper removed."""
+    if hasattr(model, "merge_and_unload"):
+        return model.merge_and_unload()
+    return model

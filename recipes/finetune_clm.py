@@ -1,0 +1,55 @@
+"""Fine-tune a GPT-2-family causal LM after swapping its position encoding (Accelerate; `python` works too).
+
+accelerate launch recipes/finetune_clm.py --model_name_or_path gpt2 --encoding rope --output_dir out/rope
+python recipes/finetune_clm.py --config recipes/configs/finetune_clm.yaml
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from accelerate import PartialState
+
+from hf_posenc.training import (
+    CausalCollator,
+    TrainConfig,
+    build_parser,
+    check_block_size,
+    load_documents,
+    load_model,
+    load_tokenizer,
+    parse_config,
+    run_cli,
+    tokenize_and_pack,
+    train,
+)
+from hf_posenc.training.errors import RecipeError
+
+
+def finetune_clm(cfg: TrainConfig, model: Any = None, tokenizer: Any = None) -> dict[str, Any]:
+    """Load (or take) the model, convert it, fine-tune it on cfg's data and save it; returns the run summary."""
+    from transformers import AutoModelForCausalLM
+
+    from hf_posenc.evaluation import is_causal_lm
+
+    tokenizer = tokenizer or load_tokenizer(cfg.model_name_or_path)
+    model = model if model is not None else load_model(cfg, AutoModelForCausalLM)
+    if not is_causal_lm(model):
+        raise RecipeError(f"{type(model).__name__} is not a causal LM; use finetune_mlm for encoders.")
+    check_block_size(model, cfg.block_size)
+    raw = load_documents(cfg.train_files, cfg.eval_files, cfg.dataset_name, cfg.dataset_config, cfg.text_column)
+    data = tokenize_and_pack(raw, tokenizer, cfg.block_size, max_eval_blocks=cfg.max_eval_blocks)
+    return train(model, data.train, data.eval, cfg, CausalCollator(), tokenizer)
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg, _ = parse_config(build_parser(__doc__), argv)
+    result = finetune_clm(cfg)
+    result.pop("model", None)
+    if PartialState().is_main_process:
+        print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    run_cli(main)

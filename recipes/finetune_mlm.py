@@ -1,0 +1,56 @@
+"""Fine-tune a BERT-family encoder with masked-LM after swapping its position encoding (Accelerate or `python`).
+
+accelerate launch recipes/finetune_mlm.py --model_name_or_path bert-base-uncased --encoding rope --output_dir out/b
+python recipes/finetune_mlm.py --config recipes/configs/finetune_mlm.yaml
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from accelerate import PartialState
+
+from hf_posenc.training import (
+    MaskedCollator,
+    TrainConfig,
+    build_parser,
+    check_block_size,
+    load_documents,
+    load_model,
+    parse_config,
+    run_cli,
+    tokenize_and_pack,
+    train,
+)
+from hf_posenc.training.errors import RecipeError
+
+
+def finetune_mlm(cfg: TrainConfig, model: Any = None, tokenizer: Any = None) -> dict[str, Any]:
+    """Masked-LM fine-tuning at cfg.block_size tokens ([CLS] + block + [SEP]); returns the run summary."""
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    if tokenizer is None:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(cfg.model_name_or_path)
+        except (OSError, ValueError, TypeError) as err:
+            raise RecipeError(f"Could not load a tokenizer from {cfg.model_name_or_path!r}: {err}") from None
+    if tokenizer.mask_token_id is None or tokenizer.cls_token_id is None:
+        raise RecipeError("The tokenizer has no [MASK]/[CLS] token: masked-LM needs a BERT-style tokenizer.")
+    model = model if model is not None else load_model(cfg, AutoModelForMaskedLM)
+    check_block_size(model, cfg.block_size)
+    raw = load_documents(cfg.train_files, cfg.eval_files, cfg.dataset_name, cfg.dataset_config, cfg.text_column)
+    data = tokenize_and_pack(raw, tokenizer, cfg.block_size - 2, max_eval_blocks=cfg.max_eval_blocks)
+    return train(model, data.train, data.eval, cfg, MaskedCollator(tokenizer, cfg.mlm_probability), tokenizer)
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg, _ = parse_config(build_parser(__doc__, {"block_size": 512, "learning_rate": 1e-4}), argv)
+    result = finetune_mlm(cfg)
+    result.pop("model", None)
+    if PartialState().is_main_process:
+        print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    run_cli(main)

