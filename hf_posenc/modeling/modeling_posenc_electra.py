@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from huggingface_hub.dataclasses import strict
 from transformers import ElectraConfig
-from transformers.cache_utils import Cache, DynamicCache
+from transformers.cache_utils import Cache
 from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
 from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
 from transformers.models.electra.modeling_electra import (
@@ -31,7 +31,7 @@ from transformers.utils.output_capturing import capture_outputs
 
 from .modeling_posenc_bert import PosEncBertEmbeddings, PosEncBertSelfAttention
 from .modeling_posenc_roberta import adopt_bert_layers
-from .posenc_base import cache_length, default_position_ids, mask_key_length
+from .posenc_base import cache_and_positions, mask_key_length
 from .posenc_family import Family, PosEncModelMixin
 
 
@@ -87,13 +87,11 @@ class PosEncElectraModel(PosEncElectraPreTrainedModel, ElectraModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
         use_cache = bool(use_cache) and self.config.is_decoder
-        if use_cache and cache is None:
-            cache = DynamicCache(config=self.config)
-        past_length = cache_length(cache)
         reference = input_ids if input_ids is not None else inputs_embeds
         seq_length = reference.shape[1]
-        if position_ids is None:
-            position_ids = default_position_ids(attention_mask, past_length, seq_length, reference.device)
+        cache, past_length, position_ids = cache_and_positions(
+            self.config, cache, use_cache, attention_mask, position_ids, seq_length, reference.device
+        )
 
         embedding_output = self.embeddings(
             input_ids=input_ids,

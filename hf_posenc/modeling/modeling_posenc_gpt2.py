@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from huggingface_hub.dataclasses import strict
 from transformers import GPT2Config
-from transformers.cache_utils import Cache, DynamicCache
+from transformers.cache_utils import Cache
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
 from transformers.models.gpt2.modeling_gpt2 import (
@@ -24,7 +24,7 @@ from transformers.models.gpt2.modeling_gpt2 import (
 from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
-from .posenc_base import PositionContext, cache_length, default_position_ids, mask_key_length
+from .posenc_base import PositionContext, cache_and_positions, mask_key_length
 from .posenc_family import Family, PosEncModelMixin, attach_encoding, build_position_encoding
 
 
@@ -115,13 +115,11 @@ class PosEncGPT2Model(PosEncGPT2PreTrainedModel, GPT2Model):
             input_ids = input_ids.view(-1, input_ids.shape[-1])
             inputs_embeds = self.wte(input_ids)
         batch_size, seq_length = inputs_embeds.shape[:2]
-        if use_cache and cache is None:
-            cache = DynamicCache(config=self.config)
-        past_length = cache_length(cache)
         if attention_mask is not None and attention_mask.ndim < 4:
             attention_mask = attention_mask.view(batch_size, -1)
-        if position_ids is None:
-            position_ids = default_position_ids(attention_mask, past_length, seq_length, inputs_embeds.device)
+        cache, past_length, position_ids = cache_and_positions(
+            self.config, cache, use_cache, attention_mask, position_ids, seq_length, inputs_embeds.device
+        )
 
         hidden_states = inputs_embeds
         position_embeds = self.position_encoding.embed(position_ids)

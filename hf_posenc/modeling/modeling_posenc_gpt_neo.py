@@ -12,7 +12,7 @@ import torch
 from huggingface_hub.dataclasses import strict
 from torch import nn
 from transformers import GPTNeoConfig
-from transformers.cache_utils import Cache, DynamicCache
+from transformers.cache_utils import Cache
 from transformers.masking_utils import create_causal_mask, sliding_window_overlay
 from transformers.modeling_outputs import BaseModelOutputWithPast
 from transformers.models.gpt_neo.modeling_gpt_neo import (
@@ -26,7 +26,7 @@ from transformers.models.gpt_neo.modeling_gpt_neo import (
     GPTNeoSelfAttention,
 )
 
-from .posenc_base import cache_length, default_position_ids, mask_key_length
+from .posenc_base import cache_and_positions, mask_key_length
 from .posenc_family import Family, PosEncModelMixin, attach_encoding, build_position_encoding
 
 
@@ -137,12 +137,10 @@ class PosEncGPTNeoModel(PosEncGPTNeoPreTrainedModel, GPTNeoModel):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
             inputs_embeds = self.wte(input_ids)
-        if use_cache and cache is None:
-            cache = DynamicCache(config=config)
-        past_length = cache_length(cache)
         seq_length = inputs_embeds.shape[1]
-        if position_ids is None:
-            position_ids = default_position_ids(attention_mask, past_length, seq_length, inputs_embeds.device)
+        cache, past_length, position_ids = cache_and_positions(
+            config, cache, use_cache, attention_mask, position_ids, seq_length, inputs_embeds.device
+        )
         mask_args = dict(config=config, inputs_embeds=inputs_embeds, attention_mask=attention_mask, cache=cache)
         masks = {"global": create_causal_mask(**mask_args, position_ids=position_ids)}
         if "local" in config.attention_layers:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from huggingface_hub.dataclasses import strict
 from transformers import OPTConfig
-from transformers.cache_utils import Cache, DynamicCache
+from transformers.cache_utils import Cache
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from transformers.modeling_utils import slice_logits_to_keep
@@ -27,7 +27,7 @@ from transformers.models.opt.modeling_opt import (
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
-from .posenc_base import PositionContext, cache_length, default_position_ids, mask_key_length
+from .posenc_base import PositionContext, cache_and_positions, mask_key_length
 from .posenc_family import Family, PosEncModelMixin, attach_encoding, build_position_encoding
 
 
@@ -115,13 +115,9 @@ class PosEncOPTModel(PosEncOPTPreTrainedModel, OPTModel):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
             inputs_embeds = decoder.embed_tokens(input_ids.view(-1, input_ids.shape[-1]))
-        if use_cache and cache is None:
-            cache = DynamicCache(config=self.config)
-        past_length = cache_length(cache)
-        if position_ids is None:
-            position_ids = default_position_ids(
-                attention_mask, past_length, inputs_embeds.shape[1], inputs_embeds.device
-            )
+        cache, past_length, position_ids = cache_and_positions(
+            self.config, cache, use_cache, attention_mask, position_ids, inputs_embeds.shape[1], inputs_embeds.device
+        )
         causal_mask = create_causal_mask(
             config=self.config,
             inputs_embeds=inputs_embeds,

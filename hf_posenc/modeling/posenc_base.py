@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from transformers.cache_utils import DynamicCache
 
 KINDS = ("input", "rotary", "bias", "none")
 ALL_BACKENDS = ("eager", "sdpa", "flex_attention", "flash_attention_2", "flash_attention_3")
@@ -322,6 +323,25 @@ def default_position_ids(
 def mask_key_length(cache: Any, query_length: int) -> int:
     """The key length the layers will attend over (a static cache attends over its whole buffer)."""
     return cache.get_mask_sizes(query_length, 0)[0] if cache is not None else query_length
+
+
+def cache_and_positions(
+    config: Any,
+    cache: Any,
+    use_cache: bool | None,
+    attention_mask: torch.Tensor | None,
+    position_ids: torch.Tensor | None,
+    query_length: int,
+    device: torch.device,
+) -> tuple[Any, int | torch.Tensor, torch.Tensor]:
+    """The cache to fill (a new DynamicCache when caching is on and none was given), how many tokens it already
+    holds, and the positions of the current tokens (padding-aware unless given): every adapter's forward starts so."""
+    if use_cache and cache is None:
+        cache = DynamicCache(config=config)
+    past_length = cache_length(cache)
+    if position_ids is None:
+        position_ids = default_position_ids(attention_mask, past_length, query_length, device)
+    return cache, past_length, position_ids
 
 
 def cache_length(cache: Any) -> int | torch.Tensor:
