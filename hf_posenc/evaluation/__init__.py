@@ -5,6 +5,7 @@ Entry point: `evaluate_long_context(model, tokenizer, texts, lengths, *, stride=
 For several models: evaluate each, then `write_report({name: result, ...}, lengths, out_dir)`.
 """
 
+from .bpc import bits_per_character, heldout_bpc, unigram_bpc
 from .limits import describe, is_causal_lm, max_context, trained_context_length
 from .long_context import evaluate_long_context, tokenize_documents
 from .passkey import build_prompt, passkey_retrieval
@@ -12,10 +13,12 @@ from .perplexity import chunked_perplexity, masked_lm_loss, sliding_window_perpl
 from .report import markdown_table, measurement, write_report
 
 __all__ = [
+    "bits_per_character",
     "build_prompt",
     "chunked_perplexity",
     "describe",
     "evaluate_long_context",
+    "heldout_bpc",
     "is_causal_lm",
     "markdown_table",
     "masked_lm_loss",
@@ -25,5 +28,6 @@ __all__ = [
     "sliding_window_perplexity",
     "tokenize_documents",
     "trained_context_length",
+    "unigram_bpc",
     "write_report",
 ]

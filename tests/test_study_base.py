@@ -1,0 +1,89 @@
+"""The study base's pieces: bits per character, the unigram baseline, the BPE tokenizer and the retrieval mixture."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import pytest
+import torch
+
+from hf_posenc.data import text
+from hf_posenc.data.bpe import train_bpe_tokenizer
+from hf_posenc.evaluation import bits_per_character, heldout_bpc, unigram_bpc
+from hf_posenc.training.retrieval_mix import mix_retrieval, retrieval_blocks, retrieval_count
+
+TOY = [text("austen_emma")[:12000], text("tinyshakespeare")[:8000]]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return train_bpe_tokenizer(vocab_size=400, texts=TOY)
+
+
+def test_bits_per_character_by_hand():
+    assert bits_per_character(100 * math.log(2), 50) == pytest.approx(2.0)
+    assert bits_per_character(3.0, 4) == pytest.approx(3.0 / (4 * 0.6931471805599453))
+    with pytest.raises(ValueError):
+        bits_per_character(1.0, 0)
+
+
+def test_tokenizer_is_deterministic_and_round_trips(tokenizer):
+    again = train_bpe_tokenizer(vocab_size=400, texts=TOY)
+    assert tokenizer.get_vocab() == again.get_vocab()
+    assert len(tokenizer) == 400 and tokenizer.eos_token_id == tokenizer.pad_token_id == 0
+    sample = "Mr. Knightley — café, 12345!\n  The pass key is 98765."
+    assert tokenizer.decode(tokenizer(sample)["input_ids"]) == sample
+
+
+def test_tokenizer_refuses_held_out_books():
+    with pytest.raises(ValueError, match="Held-out"):
+        train_bpe_tokenizer(books=("austen_emma", "austen_persuasion"))
+
+
+def test_unigram_bpc_matches_a_direct_computation(tokenizer):
+    train_texts, eval_texts = ["the cat sat on the mat. " * 20], ["the mat sat on the cat.", "a dog!"]
+    counts = Counter(t for s in train_texts for t in tokenizer(s)["input_ids"])
+    denominator = sum(counts.values()) + len(tokenizer)
+    ids = [t for s in eval_texts for t in tokenizer(s)["input_ids"]]
+    nll = -sum(math.log((counts[t] + 1) / denominator) for t in ids)
+    expected = nll / (sum(len(s) for s in eval_texts) * math.log(2))
+    result = unigram_bpc(tokenizer, train_texts, eval_texts)
+    assert result["bpc"] == pytest.approx(expected)
+    assert result["perplexity"] == pytest.approx(math.exp(nll / len(ids)))
+
+
+def test_heldout_bpc_counts_the_scored_characters(tokenizer):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=32, n_layer=1, n_embd=32, n_head=2))
+    result = heldout_bpc(model, tokenizer, [TOY[0][:3000]], window=32, max_windows_per_text=5)
+    assert result["windows"] == 5 and result["tokens"] == 5 * 31
+    assert result["bpc"] == pytest.approx(result["loss"] * result["tokens"] / (result["chars"] * math.log(2)))
+    assert 0 < result["chars"] < 5 * 31 * 20
+
+
+def test_retrieval_blocks_are_exact_passkey_prompts(tokenizer):
+    filler = list(range(1, 300)) * 10
+    blocks = retrieval_blocks(tokenizer, 192, num_text_blocks=90, fraction=0.1, seed=7, filler=filler)
+    assert len(blocks) == retrieval_count(90, 0.1) == 10
+    for block in blocks:
+        ids, key, length, answer = block["input_ids"], block["key"], block["length"], block["answer"]
+        assert len(ids) == 192 and 10000 <= key <= 99999 and 192 // 4 <= length <= 192
+        assert ids[length - len(answer) : length] == answer == tokenizer(f" {key}")["input_ids"]
+        assert tokenizer.decode(ids[: length - len(answer)]).count(str(key)) == 2
+    same = retrieval_blocks(tokenizer, 192, num_text_blocks=90, fraction=0.1, seed=7, filler=filler)
+    other = retrieval_blocks(tokenizer, 192, num_text_blocks=90, fraction=0.1, seed=8, filler=filler)
+    assert [b["input_ids"] for b in same] == [b["input_ids"] for b in blocks]
+    assert [b["key"] for b in other] != [b["key"] for b in blocks]
+
+
+def test_mixture_fraction_is_exact(tokenizer):
+    import datasets
+
+    text_blocks = datasets.Dataset.from_dict({"input_ids": [[5] * 192] * 90, "block": list(range(90))})
+    mixed, summary = mix_retrieval(text_blocks, tokenizer, 192, fraction=0.1, seed=3)
+    assert len(mixed) == 100 and summary["retrieval_blocks"] == 10 and summary["actual_fraction"] == 0.1
+    assert sorted(int(b) for b in mixed["block"]) == list(range(100))
+    assert all(len(row) == 192 for row in mixed["input_ids"])
