@@ -99,6 +99,7 @@ def make_rows(
         )
         if original is not None:
             row.update(ratios(case, stats, original, min(times[ORIGINAL]), memory[name], memory[ORIGINAL]))
+            row.update(round_spread(case, times[name], times[ORIGINAL]))
         rows.append(row)
     return rows
 
@@ -115,3 +116,11 @@ def ratios(case: Case, stats: dict, original: dict, original_min: float, peak: i
         "ratio_best": best,
         "memory_ratio": peak / original_peak if original_peak else None,
     }
+
+
+def round_spread(case: Case, times: list[float], original_times: list[float]) -> dict:
+    """The ratio in each interleaved round (both measured in the same round), and its range over the rounds."""
+    per_round = [
+        (o / t if case.higher_is_better else t / o) for t, o in zip(times, original_times, strict=True) if t and o
+    ]
+    return {"round_ratios": per_round, "ratio_low": min(per_round), "ratio_high": max(per_round)} if per_round else {}

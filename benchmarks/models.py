@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -49,13 +50,33 @@ REFERENCE = Shape(layers=12, hidden=768, heads=12, vocab=50257, batch=4)  # GPT-
 QUICK = Shape(layers=2, hidden=128, heads=4, vocab=1024, batch=2, max_positions=256)
 
 
+def scaled_rope(rope_type: str) -> Callable[[Shape], dict]:
+    """rope with a transformers `rope_type` of factor 4 (longrope: short factors 1, long factors 4)."""
+
+    def options(shape: Shape) -> dict:
+        scaling = {"rope_type": rope_type, "factor": 4.0}
+        if rope_type == "longrope":
+            half = shape.hidden // shape.heads // 2
+            scaling.update(short_factor=[1.0] * half, long_factor=[4.0] * half)
+        return {"scaling": scaling}
+
+    return options
+
+
+# variants with options: name -> (encoding, options for a shape)
+VARIANTS: dict[str, tuple[str, Callable[[Shape], dict]]] = {
+    f"rope_{kind}": ("rope", scaled_rope(kind)) for kind in ("linear", "dynamic", "yarn", "longrope")
+}
+
+
 def build_variants(shape: Shape, encodings: list[str], seed: int = 0) -> dict[str, GPT2LMHeadModel]:
-    """The original GPT-2 and one converted copy per encoding; all share the original's parameter tensors."""
+    """The original GPT-2 and one converted copy per encoding or variant; all share the original's parameters."""
     torch.manual_seed(seed)
     original = GPT2LMHeadModel(shape.config("sdpa")).eval()
     variants = {ORIGINAL: original}
     for encoding in encodings:
-        converted = hf_posenc.convert(copy.deepcopy(original), encoding)
+        name, options = VARIANTS.get(encoding, (encoding, lambda shape: {}))
+        converted = hf_posenc.convert(copy.deepcopy(original), name, **options(shape))
         share_parameters(converted, original)
         variants[encoding] = converted.eval()
     return variants

@@ -17,7 +17,7 @@ import torch
 import transformers
 
 from .models import ORIGINAL
-from .settings import TARGET_BACKEND, TARGETS, Settings
+from .settings import SCALING_DECODE_TARGET, TARGET_BACKEND, TARGETS, Settings
 
 
 def machine() -> dict:
@@ -126,7 +126,32 @@ def cell(row: dict, key: str, encoding: str, backend: str) -> str:
     kind = "memory" if key == "memory_ratio" else row["case"]
     if key == "ratio_best":
         return f"{value:.3f}"
-    return f"{value:.3f}{target_mark(encoding, backend, kind, value)}"
+    spread = f" ({row['ratio_low']:.2f}–{row['ratio_high']:.2f})" if key == "ratio" and "ratio_low" in row else ""
+    return f"{value:.3f}{spread}{target_mark(encoding, backend, kind, value)}"
+
+
+def scaling_table(rows: list[dict], backend: str, encodings: list[str]) -> list[str]:
+    """Decode latency of rope with each scaling type against plain rope (same rounds), with the per-round range."""
+    scaled = [name for name in encodings if name.startswith("rope_")]
+    mine = {(row["encoding"], row["label"]): row for row in rows if row["backend"] == backend and "times_s" in row}
+    labels = list(dict.fromkeys(row["label"] for row in rows if row["backend"] == backend and row["case"] == "decode"))
+    if not scaled or not labels or not any(("rope", label) in mine for label in labels):
+        return []
+    lines = ["| rope scaling | " + " | ".join(f"{label} latency / rope" for label in labels) + " |"]
+    lines.append("|---" * (len(labels) + 1) + "|")
+    for name in scaled:
+        cells = []
+        for label in labels:
+            row, rope = mine.get((name, label)), mine.get(("rope", label))
+            if row is None or rope is None:
+                cells.append("n/a")
+                continue
+            per_round = [t / r for t, r in zip(row["times_s"], rope["times_s"], strict=True)]
+            value = row["median_s"] / rope["median_s"]
+            mark = " ✓" if value <= SCALING_DECODE_TARGET else " ✗"
+            cells.append(f"{value:.3f} ({min(per_round):.2f}–{max(per_round):.2f}){mark}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def absolute_table(rows: list[dict], backends: list[str], clock: str = "wall") -> list[str]:
@@ -169,7 +194,8 @@ def write_markdown(path: Path, meta: dict, settings: Settings, rows: list[dict],
         "events from `torch.profiler`; CUDA: `max_memory_allocated`).",
         "",
         "Speed = original time / converted time (forward, train step, prefill: higher is better); latency = "
-        "converted / original per decoded token with the KV cache (lower is better); mem = converted / original "
+        "converted / original per decoded token with the KV cache, each step given its position_ids as `generate` "
+        "gives them (lower is better); in brackets the range of that ratio over the rounds; mem = converted / original "
         f"peak memory (lower is better). ✓/✗: the issue's CPU {TARGET_BACKEND} targets "
         "(rope: forward >= 0.98, train >= 0.97, decode <= 1.03, memory <= 1.03; t5_bias and alibi: >= 0.97, "
         ">= 0.95, <= 1.05, <= 1.05).",
@@ -194,6 +220,14 @@ def write_markdown(path: Path, meta: dict, settings: Settings, rows: list[dict],
         baseline = backend_rows[0]["baseline_backend"]
         against = "" if baseline == backend else f" (original on {baseline}: GPT-2 cannot run {backend})"
         lines += [f"## {backend}{against}", "", *ratio_table(rows, backend, encodings), ""]
+        scaling = scaling_table(rows, backend, encodings)
+        if scaling:
+            lines += [
+                f"RoPE scaling types against plain rope (target <= {SCALING_DECODE_TARGET}; range over rounds):",
+                "",
+                *scaling,
+                "",
+            ]
         lines += [
             "Best of rounds (minimum time of each variant; less sensitive to other load on the machine):",
             "",

@@ -6,16 +6,18 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .models import QUICK, REFERENCE, Shape
+from .models import QUICK, REFERENCE, VARIANTS, Shape
 from .workloads import Case
 
-ALL_ENCODINGS = ("rope", "t5_bias", "alibi", "sinusoidal", "learned", "nope")
+ENCODINGS = ("rope", "t5_bias", "alibi", "sinusoidal", "learned", "nope")
+ALL_ENCODINGS = (*ENCODINGS, *VARIANTS)  # plus rope with each scaling type
 FULL_CASES = (
     Case("forward", 128),
     Case("forward", 512),
     Case("forward", 1024),
     Case("train", 512),
     Case("prefill", 1024),
+    Case("decode", 32),
     Case("decode", 1024),
 )
 QUICK_CASES = (Case("forward", 128), Case("train", 64), Case("prefill", 128), Case("decode", 128))
@@ -27,6 +29,7 @@ TARGETS = {
     "alibi": {"forward": 0.97, "train": 0.95, "decode": 1.05, "memory": 1.05},
 }
 TARGET_BACKEND = "sdpa"
+SCALING_DECODE_TARGET = 1.05  # decode latency of rope with a scaling type / plain rope
 
 
 @dataclass
@@ -53,7 +56,7 @@ class Settings:
         return cls(
             shape=shape,
             cases=QUICK_CASES if quick else FULL_CASES,
-            encodings=ALL_ENCODINGS,
+            encodings=ENCODINGS,
             backends=backends,
             rounds=2 if quick else 3,
             min_run_time=0.02 if quick else 0.5,

@@ -1,6 +1,6 @@
 """hf_posenc: swap the learned absolute positions of GPT-2/BERT-style transformers for RoPE, T5 bias, ALiBi and more."""
 
-from .convert import convert, family_of
+from .convert import convert, declare_max_length, family_of
 from .encodings import available_encodings, encodings_table
 from .families import FAMILIES, families_table, register_with_auto_classes
 from .modeling.posenc_base import PositionEncoding, PositionEncodingError, register_encoding
@@ -14,6 +14,7 @@ __all__ = [
     "PositionEncodingError",
     "available_encodings",
     "convert",
+    "declare_max_length",
     "encodings_table",
     "families_table",
     "family_of",

@@ -110,6 +110,15 @@ def convert(
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Output folder (default: ./<model>-<encoding>).")
     ] = None,
+    max_length: Annotated[
+        int | None,
+        typer.Option(
+            "--max-length",
+            min=1,
+            help="Declared maximum input length, written to the config and the tokenizer's model_max_length "
+            "(default: the longest length --evaluation ran at, else 4x the trained window; learned: its table size).",
+        ),
+    ] = None,
     push_to_hub: Annotated[str | None, typer.Option(help="Also upload to this Hub repo id.")] = None,
     private: Annotated[bool, typer.Option("--private", help="Create the Hub repo as private.")] = False,
     base_model: Annotated[
@@ -129,6 +138,8 @@ def convert(
         from .modeling.posenc_base import get_encoding_class
 
         options = parse_options(option or [])
+        if "max_length" in options:
+            raise typer.BadParameter("use --max-length for max_length", param_hint="--option")
         if theta is not None:
             if to != "rope":
                 raise typer.BadParameter("--theta applies only to --to rope", param_hint="--theta")
@@ -140,12 +151,13 @@ def convert(
             raise FileExistsError(f"{target} already exists and is not empty; pass --overwrite or choose --out.")
         loaded, tokenizer = load_model(model)
         with err.status(f"Converting to {to} ..."):
-            hf_posenc.convert(loaded, to, **options)
+            hf_posenc.convert(loaded, to, max_length=max_length, **options)
         with err.status(f"Saving to {target} ..."):
             folder = save_converted(
                 loaded,
                 target,
                 tokenizer=tokenizer,
+                max_length=max_length,
                 base_model=base,
                 license=base_license(model),
                 evaluation_dir=evaluation,

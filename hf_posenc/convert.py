@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 from torch import nn
@@ -41,11 +42,14 @@ def family_of(model: nn.Module) -> Family:
     return family
 
 
-def convert(model: nn.Module, encoding: str, **options: Any) -> nn.Module:
+def convert(model: nn.Module, encoding: str, *, max_length: int | None = None, **options: Any) -> nn.Module:
     """Replace the learned absolute position table of `model` with `encoding`, in place, and return `model`.
 
     Every check runs before the model is touched: on any error the model is exactly as it was.
-    Options are the encoding's own (see `hf_posenc.available_encodings()`).
+    Options are the encoding's own (see `hf_posenc.available_encodings()`). `max_length` is the declared maximum
+    input length, written to the config's own position limit (`max_position_embeddings`; `n_positions` for GPT-2)
+    so that tokenizers, pipelines and `generate` see it; default 4x the trained window (`learned`: its table size,
+    which is also the most it may declare). See `declare_max_length`.
     """
     family = family_of(model)
     encoding_cls = get_encoding_class(encoding)
@@ -62,7 +66,11 @@ def convert(model: nn.Module, encoding: str, **options: Any) -> nn.Module:
     )
     validated = encoding_cls.validate(options, info)
     encoding_cls.check_backend(old_config._attn_implementation)
-    new_config = converted_config(family, old_config, family.heads[type(model)], encoding, validated, window)
+    if max_length is None:
+        max_length = default_max_length(encoding, validated, window)
+    max_length = check_max_length(max_length, encoding, validated)
+    head = family.heads[type(model)]
+    new_config = converted_config(family, old_config, head, encoding, validated, window, max_length)
 
     model.__class__ = family.heads[type(model)]
     replace_config(model, old_config, new_config)
@@ -72,14 +80,13 @@ def convert(model: nn.Module, encoding: str, **options: Any) -> nn.Module:
     return model
 
 
-def converted_config(family: Family, old: Any, head: type, encoding: str, options: dict, window: int) -> Any:
+def converted_config(
+    family: Family, old: Any, head: type, encoding: str, options: dict, window: int, max_length: int
+) -> Any:
     data = old.to_dict()
     for key in ("model_type", "transformers_version", "architectures", "auto_map", "_name_or_path"):
         data.pop(key, None)
-    if encoding == "learned":
-        data[type(old).attribute_map.get("max_position_embeddings", "max_position_embeddings")] = options[
-            "max_positions"
-        ]
+    data[type(old).attribute_map.get("max_position_embeddings", "max_position_embeddings")] = max_length
     config = family.config_class(
         **data,
         position_encoding=encoding,
@@ -91,3 +98,48 @@ def converted_config(family: Family, old: Any, head: type, encoding: str, option
     config._name_or_path = old._name_or_path
     config._attn_implementation_internal = old._attn_implementation_internal
     return config
+
+
+def default_max_length(encoding: str, options: dict[str, Any], window: int) -> int:
+    """The declared maximum length when none is given: 4x the trained window; `learned`: its table size."""
+    return int(options["max_positions"]) if encoding == "learned" else 4 * int(window)
+
+
+def position_limit(encoding: str, options: dict[str, Any]) -> int | None:
+    """The hard limit of an encoding: the rows of the `learned` table; None when positions have no limit."""
+    return int(options["max_positions"]) if encoding == "learned" else None
+
+
+def check_max_length(max_length: Any, encoding: str, options: dict[str, Any]) -> int:
+    """`max_length` as an int, or PositionEncodingError when it is not a positive integer or is past the hard limit."""
+    if isinstance(max_length, bool) or not isinstance(max_length, numbers.Integral) or max_length < 1:
+        raise PositionEncodingError(f"max_length must be a positive integer, got {max_length!r}.")
+    limit = position_limit(encoding, options)
+    if limit is not None and max_length > limit:
+        raise PositionEncodingError(
+            f"max_length={max_length} is past the {limit} rows of the learned position table; "
+            f"declare at most {limit}, or convert with max_positions={max_length}."
+        )
+    return int(max_length)
+
+
+def declared_max_length(config: Any) -> int | None:
+    """The maximum length a converted config declares (`max_position_embeddings`), or None for other configs."""
+    if getattr(config, "position_encoding", None) is None:
+        return None
+    return int(config.max_position_embeddings)
+
+
+def declare_max_length(model: Any, max_length: int) -> int:
+    """Declare the longest input a converted `model` (or its config) takes, e.g. after fine-tuning at that length.
+
+    Sets the config's own position limit (`max_position_embeddings`, `n_positions` for GPT-2), which
+    `generate` and pipelines read; `save_converted` also writes it to the tokenizer's `model_max_length`.
+    `trained_context_length` keeps the window the weights were pretrained at.
+    """
+    config = getattr(model, "config", model)
+    encoding = getattr(config, "position_encoding", None)
+    if encoding is None:
+        raise PositionEncodingError("Only a converted model declares a maximum length: call hf_posenc.convert first.")
+    config.max_position_embeddings = check_max_length(max_length, encoding, config.position_encoding_options or {})
+    return config.max_position_embeddings

@@ -11,6 +11,7 @@ from typing import Any
 
 from accelerate import PartialState
 
+import hf_posenc
 from hf_posenc.training import (
     MaskedCollator,
     TrainConfig,
@@ -39,6 +40,9 @@ def finetune_mlm(cfg: TrainConfig, model: Any = None, tokenizer: Any = None) -> 
         raise RecipeError("The tokenizer has no [MASK]/[CLS] token: masked-LM needs a BERT-style tokenizer.")
     model = model if model is not None else load_model(cfg, AutoModelForMaskedLM)
     check_block_size(model, cfg.block_size)
+    trained = getattr(model.config, "trained_context_length", None)
+    if cfg.encoding not in (None, "", "none", "original") and trained and cfg.block_size > trained:
+        hf_posenc.declare_max_length(model, cfg.block_size)  # converted here and fine-tuned at block_size: declare it
     raw = load_documents(cfg.train_files, cfg.eval_files, cfg.dataset_name, cfg.dataset_config, cfg.text_column)
     data = tokenize_and_pack(raw, tokenizer, cfg.block_size - 2, max_eval_blocks=cfg.max_eval_blocks)
     return train(model, data.train, data.eval, cfg, MaskedCollator(tokenizer, cfg.mlm_probability), tokenizer)

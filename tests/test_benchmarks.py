@@ -40,6 +40,21 @@ def test_quick_path_writes_json_markdown_and_plot(tmp_path):
     assert (tmp_path / "results.png").stat().st_size > 1000
 
 
+def test_scaled_rope_variants_get_their_own_table_with_the_range_over_rounds(tmp_path):
+    args = ["--quick", "--shape", "1,32,2,64,1", "--cases", "decode:12,decode:24", "--encodings", "rope,rope_dynamic"]
+    args += ["--backends", "sdpa", "--rounds", "3", "--min-run-time", "0", "--threads", "1"]
+    main([*args, "--out", str(tmp_path)])
+    rows = {(r["encoding"], r["seq_len"]): r for r in json.loads((tmp_path / "results.json").read_text())["rows"]}
+    for row in rows.values():
+        per_round = [t / o for t, o in zip(row["times_s"], rows[(ORIGINAL, row["seq_len"])]["times_s"])]
+        assert row["round_ratios"] == pytest.approx(per_round)  # each round against the original of that round
+        assert row["ratio_low"] == min(per_round) and row["ratio_high"] == max(per_round)
+    markdown = (tmp_path / "RESULTS.md").read_text()
+    assert "RoPE scaling types against plain rope" in markdown
+    against_rope = rows[("rope_dynamic", 12)]["median_s"] / rows[("rope", 12)]["median_s"]
+    assert f"| rope_dynamic | {against_rope:.3f} (" in markdown
+
+
 def test_ratios_point_the_documented_way():
     original = {"median_s": 2.0}
     faster = ratios(Case("forward", 8), {"median_s": 1.0, "min_s": 1.0}, original, 2.0, 150, 100)
@@ -49,9 +64,10 @@ def test_ratios_point_the_documented_way():
 
 
 def test_variants_share_the_original_weights():
-    variants = build_variants(QUICK, ENCODINGS)
+    variants = build_variants(QUICK, [*ENCODINGS, "rope_longrope"])
+    assert variants["rope_longrope"].config.position_encoding_options["scaling"]["rope_type"] == "longrope"
     original = dict(variants[ORIGINAL].named_parameters())
-    for encoding in ENCODINGS:
+    for encoding in [*ENCODINGS, "rope_longrope"]:
         converted = dict(variants[encoding].named_parameters())
         common = set(converted) & set(original)
         assert len(common) == len(original) - 1  # everything but the learned position table

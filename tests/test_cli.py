@@ -133,6 +133,9 @@ def test_convert_with_generic_options_to_the_default_folder(base_dir, tmp_path, 
         (["--to", "alibi", "--theta", "5"], 2, "--theta applies only to --to rope"),
         (["--to", "rope", "-o", "novalue"], 2, "expected KEY=VALUE"),
         (["--theta", "5"], 2, "Missing option"),
+        (["--to", "learned", "--max-length", "65"], 1, "max_length=65 is past the 64 rows of the learned"),
+        (["--to", "rope", "--max-length", "0"], 2, "Invalid value for '--max-length'"),
+        (["--to", "rope", "-o", "max_length=64"], 2, "use --max-length for max_length"),
     ],
 )
 def test_convert_errors_are_one_line(base_dir, tmp_path, args, code, message):
@@ -144,6 +147,21 @@ def test_convert_errors_are_one_line(base_dir, tmp_path, args, code, message):
         lines = [line for line in result.stderr.splitlines() if "error:" in line]  # loading may print progress first
         assert len(lines) == 1 and lines[0].startswith("error:") and result.stderr.rstrip().endswith(lines[0])
     assert not (tmp_path / "out").exists()
+
+
+def test_convert_declares_a_maximum_length_in_config_tokenizer_and_info(base_dir, rope_dir, tmp_path):
+    default = json.loads(invoke("info", rope_dir, "--json").stdout)
+    assert default["declared_max_length"] == default["tokenizer_max_length"] == 4 * WINDOW
+    out = tmp_path / "declared"
+    result = invoke("convert", base_dir, "--to", "alibi", "--max-length", "100", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["n_positions"] == 100
+    assert json.loads((out / "tokenizer_config.json").read_text())["model_max_length"] == 100
+    details = json.loads(invoke("info", out, "--json").stdout)
+    assert details["declared_max_length"] == details["tokenizer_max_length"] == 100
+    assert details["trained_context_length"] == WINDOW
+    table = invoke("info", out)
+    assert table.exit_code == 0 and "declared max length" in table.stdout and "100" in table.stdout
 
 
 def test_convert_refuses_bad_sources_and_targets(base_dir, rope_dir, tmp_path):

@@ -98,11 +98,80 @@ def test_shifting_all_positions(case, encoding):
     model = converted(case, encoding)
     input_ids = ids(1, 40)
     positions = torch.arange(40)[None]
+    default = logits(model, input_ids)
+    assert (logits(model, input_ids, position_ids=positions) - default).abs().max() < 1e-5  # explicit = default
     diff = logits(model, input_ids, position_ids=positions) - logits(model, input_ids, position_ids=positions + 17)
     if encoding in RELATIVE:
         assert diff.abs().max() < 1e-4, "a relative encoding must ignore a constant shift of all positions"
     else:
-        assert diff.abs().max() > 1e-3 * logits(model, input_ids).abs().max(), "an absolute encoding must see a shift"
+        assert diff.abs().max() > 1e-3 * default.abs().max(), "an absolute encoding must see a shift"
+    # positions that restart halfway (two packed documents) change the distances, so every encoding that reads
+    # positions must change the output: explicit position_ids are honoured, not replaced by token indices
+    restart = torch.cat((torch.arange(20), torch.arange(20)))[None]
+    change = (logits(model, input_ids, position_ids=restart) - default)[:, 20:].abs().max()
+    if encoding == "nope":
+        assert change < 1e-5
+    else:
+        assert change > 1e-3 * default.abs().max(), f"explicit positions must be honoured (changed by {change:.2e})"
+
+
+@encoders
+@pytest.mark.parametrize("encoding", sorted(RELATIVE - {"nope"}))
+def test_encoders_follow_explicit_positions_exactly(case, encoding):
+    """Permuting the tokens together with their positions permutes the output: attention sees positions, not
+    indices (exact for relative encodings in a bidirectional model)."""
+    model = converted(case, encoding)
+    input_ids = ids(2, 30)
+    order = torch.randperm(30, generator=torch.Generator().manual_seed(5))
+    positions = torch.arange(30)[None].expand(2, -1)
+    for backend in BACKENDS:
+        model.set_attn_implementation(backend)
+        expected = logits(model, input_ids)[:, order]
+        permuted = logits(model, input_ids[:, order], position_ids=positions[:, order])
+        torch.testing.assert_close(permuted, expected, atol=1e-4, rtol=1e-4)
+        assert (logits(model, input_ids[:, order]) - expected).abs().max() > 1e-3 * expected.abs().max()  # can fail
+
+
+@decoders
+@pairs
+def test_cached_decoding_with_explicit_positions_equals_full_forward(case, encoding):
+    """Cached keys keep the positions they were given: prefill and decode with gapped positions equal one forward."""
+    model = converted(case, encoding)
+    model.set_attn_implementation("sdpa")
+    input_ids = ids(2, WINDOW + 6)
+    positions = torch.cat((torch.arange(12), torch.arange(20, 20 + WINDOW - 6)))[None].expand(2, -1)
+    positions = positions.clone()
+    positions[1] += 3
+    if encoding == "learned":
+        positions = positions.clamp(max=4 * WINDOW - 1)
+    full = logits(model, input_ids, position_ids=positions)
+    for cache in (DynamicCache(config=model.config), StaticCache(config=model.config, max_cache_len=WINDOW + 8)):
+        with torch.no_grad():
+            steps = [model(input_ids[:, :16], position_ids=positions[:, :16], cache=cache, use_cache=True).logits]
+            for i in range(16, input_ids.shape[1]):
+                step = model(input_ids[:, i : i + 1], position_ids=positions[:, i : i + 1], cache=cache, use_cache=True)
+                steps.append(step.logits)
+        assert (torch.cat(steps, 1) - full).abs().max() < 1e-4, type(cache).__name__
+    if encoding != "nope":
+        assert (full - logits(model, input_ids)).abs().max() > 1e-3 * full.abs().max()  # the gap changes it
+
+
+@decoders
+@pairs
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_direct_forward_with_left_padding_equals_each_row_alone(case, encoding, backend):
+    """No position_ids: positions are counted over the attention mask, as generate would count them."""
+    model = converted(case, encoding)
+    model.set_attn_implementation(backend)
+    rows = [ids(1, 2 * WINDOW, seed=7)[0], ids(1, 2 * WINDOW - 11, seed=8)[0]]
+    batch = torch.full((2, 2 * WINDOW), case.pad_token_id)
+    mask = torch.zeros(2, 2 * WINDOW, dtype=torch.long)
+    for i, row in enumerate(rows):
+        batch[i, 2 * WINDOW - len(row) :], mask[i, 2 * WINDOW - len(row) :] = row, 1
+    together = logits(model, batch, attention_mask=mask)
+    for i, row in enumerate(rows):
+        alone = logits(model, row[None])[0]
+        assert (together[i, 2 * WINDOW - len(row) :] - alone).abs().max() < 1e-4, f"row {i}"
 
 
 @decoders
@@ -166,8 +235,10 @@ def test_save_and_reload_bit_identical(case, encoding, tmp_path):
     assert config["auto_map"][case.auto_class].startswith("modeling_posenc_")
     reloaded = getattr(transformers, case.auto_class).from_pretrained(tmp_path).eval()
     assert type(reloaded) is type(model)
-    for (name, a), (_, b) in zip(model.state_dict().items(), reloaded.state_dict().items()):
-        assert torch.equal(a, b), name
+    saved, loaded = model.state_dict(), reloaded.state_dict()
+    assert sorted(loaded) == sorted(saved)  # by key: no tensor missing, none extra, whatever the order
+    for name, tensor in saved.items():
+        assert loaded[name].dtype == tensor.dtype and torch.equal(loaded[name], tensor), name
     long = ids(1, 2 * WINDOW)
     assert torch.equal(logits(model, long), logits(reloaded, long))
 

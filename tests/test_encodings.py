@@ -75,7 +75,7 @@ def test_rope_matches_llama_for_every_rope_type(rope_type, length):
 
     q, k = torch.randn(2, HEADS, length, HEAD_DIM), torch.randn(2, HEADS, length, HEAD_DIM)
     q_ref, k_ref = apply_rotary_pos_emb(q, k, cos_ref, sin_ref)
-    q_ours, k_ours = ours.rotate(q, k, cos, sin)
+    q_ours, k_ours = ours.rotate(q, k, *ours.rotation_tables(cos, sin))
     torch.testing.assert_close(q_ours, q_ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(k_ours, k_ref, atol=1e-5, rtol=1e-5)
 
@@ -94,7 +94,7 @@ def test_partial_rotary_matches_gpt_neox():
     torch.testing.assert_close(cos, cos_ref)
     q, k = torch.randn(1, HEADS, 100, HEAD_DIM), torch.randn(1, HEADS, 100, HEAD_DIM)
     q_ref, k_ref = neox_apply_rotary(q, k, cos_ref, sin_ref)
-    q_ours, k_ours = ours.rotate(q, k, cos, sin)
+    q_ours, k_ours = ours.rotate(q, k, *ours.rotation_tables(cos, sin))
     torch.testing.assert_close(q_ours, q_ref)
     torch.testing.assert_close(k_ours, k_ref)
     assert torch.equal(q_ours[..., 8:], q[..., 8:]), "dimensions past the rotary fraction must pass through"
@@ -200,3 +200,17 @@ def test_available_encodings_lists_every_option_with_its_default():
     table = hf_posenc.encodings_table()
     for name in listed:
         assert f"`{name}`" in table
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize(("num_buckets", "max_distance"), [(32, 128), (16, 40), (4, 9)])
+def test_t5_bucket_lookup_equals_t5_for_every_distance(causal, num_buckets, max_distance):
+    info = ModelInfo(hidden_size=64, num_heads=HEADS, num_layers=2, causal=causal, trained_context_length=WINDOW)
+    options = T5RelativeBias.validate({"num_buckets": num_buckets, "max_distance": max_distance}, info)
+    distances = torch.arange(-5000, 5001)
+    expected = T5Attention._relative_position_bucket(
+        distances, bidirectional=not causal, num_buckets=num_buckets, max_distance=max_distance
+    )
+    assert torch.equal(T5RelativeBias(options, info).buckets(distances), expected)
+    pairs = distances[1:].view(2, 5000)
+    assert torch.equal(T5RelativeBias(options, info).buckets(pairs), expected[1:].view(2, 5000))

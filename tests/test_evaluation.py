@@ -130,8 +130,24 @@ def test_masked_lm_loss_and_limits():
     )
     model = BertForMaskedLM(config).eval()
     docs = [torch.randint(5, 120, (300,))]
+    seen: list[torch.Tensor] = []
+    hook = model.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["input_ids"].clone()), with_kwargs=True)
     ok = masked_lm_loss(model, docs, 64, mask_token_id=4, special_ids=(1, 2))
-    assert ok["status"] == "ok" and ok["tokens"] > 0 and 0 < ok["loss"] < 20
+    hook.remove()
+    # Independently: each chunk is [CLS] + the next 62 document tokens + [SEP]; the masked tokens are those the
+    # model saw as [MASK] (4 never occurs in docs); the loss is transformers' own masked-LM loss against the
+    # original tokens there.
+    inputs = torch.cat(seen)
+    rows = inputs.shape[0]
+    body = docs[0][: rows * 62].view(rows, 62)
+    chunks = torch.cat([torch.full((rows, 1), 1), body, torch.full((rows, 1), 2)], dim=1)
+    masked = inputs == 4
+    assert rows == 300 // 62 and torch.equal(inputs[~masked], chunks[~masked])
+    assert not masked[:, [0, -1]].any() and 0.05 < masked.float().mean() < 0.3
+    with torch.no_grad():
+        expected = model(input_ids=inputs, labels=chunks.masked_fill(~masked, -100)).loss.item()
+    assert ok["status"] == "ok" and ok["tokens"] == int(masked.sum())
+    assert ok["loss"] == pytest.approx(expected, rel=1e-5) and ok["perplexity"] == pytest.approx(math.exp(expected))
     again = masked_lm_loss(model, docs, 64, mask_token_id=4, special_ids=(1, 2))
     assert again["loss"] == ok["loss"]  # the masking is seeded
     assert masked_lm_loss(model, docs, 128, mask_token_id=4)["status"] == "unsupported"

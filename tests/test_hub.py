@@ -12,7 +12,17 @@ from pathlib import Path
 import pytest
 import torch
 from huggingface_hub import HfApi, ModelCard
-from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel
+from transformers import (
+    AutoTokenizer,
+    BertConfig,
+    BertForMaskedLM,
+    BertTokenizer,
+    GPT2Config,
+    GPT2LMHeadModel,
+    pipeline,
+)
+from transformers.testing_utils import CaptureLogger
+from transformers.utils import logging as hf_logging
 
 import hf_posenc
 from hf_posenc.data import gpt2_tokenizer
@@ -248,3 +258,74 @@ def test_checkpoint_info_and_remote_code_check(tmp_path):
         handle.write("\nimport hf_posenc\n")
     assert "posenc_alibi.py imports hf_posenc" in remote_code_problems(folder)
     assert checkpoint_info(folder)["loads_without_hf_posenc"] is False
+
+
+WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(59)]
+TOO_LONG = "Token indices sequence length is longer than the specified maximum"
+
+
+def tiny_bert_and_tokenizer() -> tuple[BertForMaskedLM, BertTokenizer]:
+    """A tiny BERT with a WINDOW-row position table and a WordPiece tokenizer that says so, built offline."""
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=WINDOW,
+    )  # fmt: skip
+    tokenizer = BertTokenizer(vocab={word: i for i, word in enumerate(WORDS)}, model_max_length=WINDOW)
+    return BertForMaskedLM(config).eval(), tokenizer
+
+
+def words(n: int) -> str:
+    """A text of n words, one token each: n + 2 tokens with [CLS] and [SEP]."""
+    return " ".join(f"w{i % 59}" for i in range(n))
+
+
+def test_saved_checkpoint_declares_its_new_length_to_tokenizer_and_pipeline(tmp_path):
+    model, tokenizer = tiny_bert_and_tokenizer()
+    folder = save_converted(hf_posenc.convert(model, "rope"), tmp_path / "bert-rope", tokenizer=tokenizer)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["max_position_embeddings"] == 4 * WINDOW and config["trained_context_length"] == WINDOW
+    assert json.loads((folder / "tokenizer_config.json").read_text())["model_max_length"] == 4 * WINDOW
+    assert tokenizer.model_max_length == WINDOW  # the caller's tokenizer is left as it was
+    assert checkpoint_info(folder)["declared_max_length"] == 4 * WINDOW
+
+    reloaded = AutoTokenizer.from_pretrained(folder)
+    assert reloaded.model_max_length == 4 * WINDOW
+    with CaptureLogger(hf_logging.get_logger("transformers.tokenization_utils_base")) as captured:
+        assert len(reloaded(words(2 * WINDOW))["input_ids"]) == 2 * WINDOW + 2  # 2x the old window: no warning
+    assert TOO_LONG not in captured.out
+
+    extract = pipeline("feature-extraction", model=str(folder), tokenizer=str(folder), truncation=True)
+    assert len(extract(words(2 * WINDOW))[0]) == 2 * WINDOW + 2  # kept whole, past the old window
+    assert len(extract(words(5 * WINDOW))[0]) == 4 * WINDOW  # truncated at the declared length
+    fill = pipeline("fill-mask", model=str(folder), tokenizer=str(folder))
+    masked = words(2 * WINDOW) + " [MASK]"  # the [MASK] is past the old window: truncation there would drop it
+    assert len(fill(masked, top_k=2, tokenizer_kwargs={"truncation": True})) == 2
+
+
+def test_save_converted_max_length_explicit_from_evaluation_and_learned_limit(tmp_path):
+    model, tokenizer = tiny_bert_and_tokenizer()
+    hf_posenc.convert(model, "alibi")
+    folder = save_converted(model, tmp_path / "explicit", tokenizer=tokenizer, max_length=1000)
+    assert json.loads((folder / "config.json").read_text())["max_position_embeddings"] == 1000
+    assert AutoTokenizer.from_pretrained(folder).model_max_length == 1000
+    assert model.config.max_position_embeddings == 4 * WINDOW  # saving does not change the model
+
+    evaluation = tmp_path / "eval"
+    evaluation.mkdir()
+    records = [{"length": n, "mode": "masked", "status": s} for n, s in [(32, "ok"), (192, "ok"), (512, "error")]]
+    (evaluation / "results.json").write_text(
+        json.dumps({"lengths": [32, 192, 512], "models": {"m": {"perplexity": records}}})
+    )
+    folder = save_converted(model, tmp_path / "evaluated", tokenizer=tokenizer, evaluation_dir=evaluation)
+    assert json.loads((folder / "config.json").read_text())["max_position_embeddings"] == 192  # longest "ok"
+    assert AutoTokenizer.from_pretrained(folder).model_max_length == 192
+    assert "| declared maximum length | 192 tokens" in (folder / "README.md").read_text()
+
+    learned, tokenizer = tiny_bert_and_tokenizer()
+    hf_posenc.convert(learned, "learned", max_positions=2 * WINDOW)
+    with pytest.raises(hf_posenc.PositionEncodingError, match="past the 64 rows of the learned position table"):
+        save_converted(learned, tmp_path / "learned", tokenizer=tokenizer, max_length=2 * WINDOW + 1)
+    assert not (tmp_path / "learned").exists()
+    folder = save_converted(learned, tmp_path / "learned", tokenizer=tokenizer, evaluation_dir=evaluation)
+    assert json.loads((folder / "config.json").read_text())["max_position_embeddings"] == 2 * WINDOW  # the table

@@ -52,6 +52,11 @@ def flags(root: Path, files: dict, out: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
+def learning_rates(out: Path) -> dict[int, float]:
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["lr"] for r in lines if r["event"] == "train"}
+
+
 def losses(out: Path) -> dict[int, float]:
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     return {r["step"]: r["loss"] for r in lines if r["event"] == "train"}
@@ -60,10 +65,11 @@ def losses(out: Path) -> dict[int, float]:
 def test_distributed_ranks_see_different_data_and_model_loads(workspace, tmp_path):
     root, files = workspace
     out = tmp_path / "ddp"
+    schedule = ("--encoding", "rope", "--max_steps", "3", "--warmup_steps", "1", "--learning_rate", "1e-3")
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
         "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(RECIPES / "finetune_clm.py"),
-        *flags(root, files, out, "--encoding", "rope", "--max_steps", "3", "--record_batches", "--cpu"),
+        *flags(root, files, out, *schedule, "--record_batches", "--cpu"),
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_DATASETS_OFFLINE": "1"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
@@ -76,6 +82,11 @@ def test_distributed_ranks_see_different_data_and_model_loads(workspace, tmp_pat
     model = AutoModelForCausalLM.from_pretrained(out)
     assert model.config.position_encoding == "rope"
     assert torch.isfinite(model(input_ids=torch.arange(64)[None]).logits).all()  # past the old 32 positions
+    # the learning rate of every optimizer step is the single-process schedule's (Accelerate steps the scheduler
+    # once per process)
+    run_cli(finetune_clm.main, flags(root, files, tmp_path / "one", *schedule))
+    assert learning_rates(out) == pytest.approx(learning_rates(tmp_path / "one"), rel=1e-12)
+    assert len(set(learning_rates(out).values())) == 3  # warmup, then cosine decay: three different rates
 
 
 def test_resume_gives_the_same_losses_and_keeps_what_was_written(workspace, tmp_path):
@@ -102,7 +113,7 @@ def test_resume_gives_the_same_losses_and_keeps_what_was_written(workspace, tmp_
     [
         (("--train_files", "/nonexistent/a.txt"), "File not found: /nonexistent/a.txt"),
         (("--train_files", "EMPTY"), "The train data is empty"),
-        (("--encoding", "rope", "--block_size", "5000"), "larger than the longest training document"),
+        (("--encoding", "rope", "--block_size", "5000"), "No training block of 5000 tokens could be built"),
         (("--encoding", "rotary"), "Unknown position encoding 'rotary'"),
         (("--encoding", "rope", "--encoding_options", '{"thetta": 1}'), "Unknown option(s) ['thetta']"),
         (("--encoding", "rope", "--encoding_options", "{bad json"), "not valid JSON"),
@@ -149,6 +160,17 @@ def test_yaml_config_and_lora(workspace, tmp_path):
     assert saved.config.position_encoding == "t5_bias" and not hasattr(saved, "peft_config")  # LoRA merged
     start = json.loads((tmp_path / "from_yaml" / "metrics.jsonl").read_text().splitlines()[0])
     assert start["trainable_parameters"] < start["parameters"] / 2
+
+
+def test_finetuning_past_the_window_declares_the_block_size(workspace, tmp_path):
+    root, files = workspace
+    out = tmp_path / "long"
+    argv = flags(root, files, out, "--encoding", "rope", "--max_steps", "1")
+    argv[argv.index("--block_size") + 1] = "64"  # twice the base model's 32 positions
+    run_cli(finetune_clm.main, argv)
+    config = json.loads((out / "config.json").read_text())
+    assert config["n_positions"] == 64 and config["trained_context_length"] == 32
+    assert json.loads((out / "tokenizer_config.json").read_text())["model_max_length"] == 64
 
 
 def test_eval_long_context_cli(workspace, tmp_path):
@@ -225,7 +247,16 @@ def test_finetune_mlm_on_a_tiny_encoder(tmp_path):
     saved = AutoModelForMaskedLM.from_pretrained(out)
     assert saved.config.position_encoding == "t5_bias"
     end = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
-    assert end["event"] == "end" and 0 < end["eval_loss"] < 20
+    assert end["event"] == "end"
+    # the same held-out blocks, masked with the evaluation's seed, scored by transformers' own masked-LM loss
+    from hf_posenc.training import MaskedCollator, load_documents, tokenize_and_pack
+
+    blocks = tokenize_and_pack(load_documents([str(text)], [str(text)]), tokenizer, 62, max_eval_blocks=2).eval
+    torch.manual_seed(0 + 12345)
+    batch = MaskedCollator(tokenizer)([blocks[i] for i in range(len(blocks))])
+    with torch.no_grad():
+        expected = saved.eval()(**batch).loss
+    assert end["eval_loss"] == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_position_parameters_can_get_their_own_learning_rate():
@@ -234,8 +265,15 @@ def test_position_parameters_can_get_their_own_learning_rate():
     from hf_posenc.training.loop import parameter_groups
 
     model = hf_posenc.convert(GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50)), "t5_bias")
-    groups = parameter_groups(model, TrainConfig(learning_rate=1e-3, position_lr_multiplier=100.0))
-    assert len(groups) == 2 and groups[1]["lr"] == pytest.approx(0.1)
+    groups = parameter_groups(model, TrainConfig(learning_rate=1e-3, position_lr_multiplier=100.0, weight_decay=0.1))
+    assert groups[-1]["lr"] == pytest.approx(0.1) and groups[-1]["weight_decay"] == 0.0
     bias = model.transformer.position_encoding.relative_attention_bias.weight
-    assert [p is bias for p in groups[1]["params"]] == [True]
-    assert len(parameter_groups(model, TrainConfig())) == 1
+    assert [p is bias for p in groups[-1]["params"]] == [True]
+    # AdamW decays weights only, as transformers' Trainer does: not biases, LayerNorms or position parameters
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for g in groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert decayed == {
+        "transformer.wte.weight", "transformer.h.0.attn.c_attn.weight", "transformer.h.0.attn.c_proj.weight",
+        "transformer.h.0.mlp.c_fc.weight", "transformer.h.0.mlp.c_proj.weight",
+    }  # fmt: skip
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))

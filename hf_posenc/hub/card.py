@@ -101,6 +101,7 @@ def _body(config, encoding, options, auto, base_model, repo_id, evaluation_dir) 
         f"| position encoding | `{encoding}` |",
         f"| options | `{json.dumps(options, sort_keys=True)}` |",
         f"| trained context length | {config.trained_context_length} tokens |",
+        f"| declared maximum length | {config.max_position_embeddings} tokens (`max_position_embeddings`) |",
         "",
         f"The weights were trained with {config.trained_context_length}-token contexts. Relative encodings run on "
         "longer inputs, but quality past the trained length depends on fine-tuning after the swap.",

@@ -41,6 +41,8 @@ def checkpoint_info(folder: str | Path) -> dict[str, Any]:
         "position_encoding": config["position_encoding"],
         "position_encoding_options": config.get("position_encoding_options") or {},
         "trained_context_length": config.get("trained_context_length"),
+        "declared_max_length": config.get("max_position_embeddings", config.get("n_positions")),
+        "tokenizer_max_length": _tokenizer_max_length(folder),
         "loads_without_hf_posenc": not problems,
         "remote_code_problems": problems,
     }
@@ -84,6 +86,14 @@ def _imports(path: Path) -> list[tuple[int, str]]:
         elif isinstance(node, ast.ImportFrom):
             found.append((node.level, node.module or ""))
     return found
+
+
+def _tokenizer_max_length(folder: Path) -> int | None:
+    """The saved tokenizer's `model_max_length` (None without tokenizer_config.json)."""
+    try:
+        return json.loads((folder / "tokenizer_config.json").read_text()).get("model_max_length")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _card_data(folder: Path) -> dict[str, Any]:

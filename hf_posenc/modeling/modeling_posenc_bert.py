@@ -129,7 +129,7 @@ class PosEncBertModel(PosEncBertPreTrainedModel, BertModel):
         use_cache = bool(use_cache) and self.config.is_decoder
         reference = input_ids if input_ids is not None else inputs_embeds
         seq_length = reference.shape[1]
-        cache, past_length, position_ids = cache_and_positions(
+        cache, past_length, position_ids, key_positions = cache_and_positions(
             self.config, cache, use_cache, attention_mask, position_ids, seq_length, reference.device
         )
 
@@ -158,6 +158,7 @@ class PosEncBertModel(PosEncBertPreTrainedModel, BertModel):
             embedding_output.dtype,
             attention_mask=mask,
             key_length=mask_key_length(cache, seq_length),
+            key_positions=key_positions,
         )
         encoder_outputs = self.encoder(
             embedding_output,

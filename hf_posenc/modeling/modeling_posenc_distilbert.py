@@ -109,6 +109,7 @@ class PosEncDistilBertModel(PosEncDistilBertPreTrainedModel, DistilBertModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
         reference = input_ids if input_ids is not None else inputs_embeds
+        key_positions = position_ids  # given positions: distance biases follow them
         if position_ids is None:
             position_ids = default_position_ids(attention_mask, 0, reference.shape[1], reference.device)
         embeddings = self.embeddings(input_ids, inputs_embeds, self.position_encoding.embed(position_ids))
@@ -120,6 +121,7 @@ class PosEncDistilBertModel(PosEncDistilBertPreTrainedModel, DistilBertModel):
             embeddings.dtype,
             attention_mask=mask,
             key_length=embeddings.shape[1],
+            key_positions=key_positions,
         )
         return self.transformer(hidden_states=embeddings, attention_mask=mask, position_context=context, **kwargs)
 

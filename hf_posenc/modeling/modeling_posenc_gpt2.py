@@ -117,7 +117,7 @@ class PosEncGPT2Model(PosEncGPT2PreTrainedModel, GPT2Model):
         batch_size, seq_length = inputs_embeds.shape[:2]
         if attention_mask is not None and attention_mask.ndim < 4:
             attention_mask = attention_mask.view(batch_size, -1)
-        cache, past_length, position_ids = cache_and_positions(
+        cache, past_length, position_ids, key_positions = cache_and_positions(
             self.config, cache, use_cache, attention_mask, position_ids, seq_length, inputs_embeds.device
         )
 
@@ -143,6 +143,7 @@ class PosEncGPT2Model(PosEncGPT2PreTrainedModel, GPT2Model):
             hidden_states.dtype,
             attention_mask=causal_mask,
             key_length=mask_key_length(cache, seq_length),
+            key_positions=key_positions,
         )
         for block in self.h:
             hidden_states = block(

@@ -101,7 +101,12 @@ class PosEncGPTNeoPreTrainedModel(PosEncModelMixin, GPTNeoPreTrainedModel):
     def __init__(self, config: PosEncGPTNeoConfig, *args, **kwargs):
         requested = config._attn_implementation_internal
         config._attn_implementation_internal = "eager"  # GPT-Neo's own layers are built for eager only
-        super().__init__(config, *args, **kwargs)
+        declared = config.max_position_embeddings  # the original builds [n, n] mask buffers, dropped by adopt
+        config.max_position_embeddings = min(declared, config.trained_context_length)
+        try:
+            super().__init__(config, *args, **kwargs)
+        finally:
+            config.max_position_embeddings = declared
         adopt(self)
         if requested not in (None, "eager"):
             self.set_attn_implementation(requested)
@@ -138,7 +143,7 @@ class PosEncGPTNeoModel(PosEncGPTNeoPreTrainedModel, GPTNeoModel):
         if inputs_embeds is None:
             inputs_embeds = self.wte(input_ids)
         seq_length = inputs_embeds.shape[1]
-        cache, past_length, position_ids = cache_and_positions(
+        cache, past_length, position_ids, key_positions = cache_and_positions(
             config, cache, use_cache, attention_mask, position_ids, seq_length, inputs_embeds.device
         )
         mask_args = dict(config=config, inputs_embeds=inputs_embeds, attention_mask=attention_mask, cache=cache)
@@ -161,6 +166,7 @@ class PosEncGPTNeoModel(PosEncGPTNeoPreTrainedModel, GPTNeoModel):
             hidden_states.dtype,
             attention_mask=masks["global"],
             key_length=mask_key_length(cache, seq_length),
+            key_positions=key_positions,
         )
         all_hidden_states = () if output_hidden_states else None
         all_attentions = () if output_attentions else None

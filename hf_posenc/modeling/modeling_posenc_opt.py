@@ -115,7 +115,7 @@ class PosEncOPTModel(PosEncOPTPreTrainedModel, OPTModel):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
             inputs_embeds = decoder.embed_tokens(input_ids.view(-1, input_ids.shape[-1]))
-        cache, past_length, position_ids = cache_and_positions(
+        cache, past_length, position_ids, key_positions = cache_and_positions(
             self.config, cache, use_cache, attention_mask, position_ids, inputs_embeds.shape[1], inputs_embeds.device
         )
         causal_mask = create_causal_mask(
@@ -137,6 +137,7 @@ class PosEncOPTModel(PosEncOPTPreTrainedModel, OPTModel):
             hidden_states.dtype,
             attention_mask=causal_mask,
             key_length=mask_key_length(cache, inputs_embeds.shape[1]),
+            key_positions=key_positions,
         )
         for layer in decoder.layers:
             if self.training and decoder.layerdrop > 0.0 and torch.rand([]) < decoder.layerdrop:

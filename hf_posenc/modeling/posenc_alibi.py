@@ -45,4 +45,5 @@ class ALiBi(PositionEncoding):
 
     def distance_bias(self, distances: torch.Tensor) -> torch.Tensor:
         penalty = distances.abs() if not self.info.causal else (-distances).clamp(min=0)
-        return -(self.slopes[:, None] * penalty.float()[None, :]).unsqueeze(0)
+        slopes = self.slopes.view(1, -1, *([1] * distances.ndim))
+        return -(slopes * penalty.float())

@@ -161,11 +161,17 @@ class PositionEncoding(nn.Module):
         return None
 
     def distance_bias(self, distances: torch.Tensor) -> torch.Tensor | None:
-        """kind "bias": float32 [tables, heads, D] for 1-D key-minus-query `distances` (tables: 1, or one per layer)."""
+        """kind "bias": float32 [tables, heads, *distances.shape] for key-minus-query `distances` (tables: 1, or one
+        per layer). `distances` is 1-D (every distance once, default positions) or [batch, queries, keys] (explicit
+        `position_ids`)."""
         return None
 
+    def rotation_tables(self, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Turn `rotary`'s (cos, sin), cast to the model's dtype, into what `rotate` takes: once per forward."""
+        return cos, sin
+
     def rotate(self, query: torch.Tensor, key: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
-        """Apply the rotation returned by `rotary` to q and k of shape [B, H, T, head_dim]."""
+        """Apply the `rotation_tables` to q and k of shape [B, H, T, head_dim]."""
         return query, key
 
     def forward(
@@ -177,11 +183,14 @@ class PositionEncoding(nn.Module):
         *,
         attention_mask: Any,
         key_length: int,
+        key_positions: torch.Tensor | None = None,
     ) -> PositionContext:
         """Everything the layers of one forward pass need, computed once here and shared by all layers.
 
         `attention_mask` is the 4-D mask (or BlockMask, or None) that transformers built for the layers, and
-        `key_length` the key length the layers will see (see `mask_key_length`).
+        `key_length` the key length the layers will see (see `mask_key_length`). `key_positions` ([B or 1, key_length],
+        from `cache_and_positions`) is given when the caller passed explicit `position_ids`: distance biases then
+        follow those positions instead of token indices.
         """
         self.check_backend(attention_backend)
         context = PositionContext(
@@ -195,10 +204,13 @@ class PositionEncoding(nn.Module):
         )
         cos_sin = self.rotary(position_ids)
         if cos_sin is not None:
-            context.cos_sin = (cos_sin[0].to(dtype), cos_sin[1].to(dtype))
+            context.cos_sin = self.rotation_tables(cos_sin[0].to(dtype), cos_sin[1].to(dtype))
         if self.kind == "bias":
-            first = -(past_length + context.query_length - 1)
-            distances = torch.arange(first, key_length - past_length, device=position_ids.device)
+            if key_positions is None:  # default positions: one shared table over every index distance
+                first = -(past_length + context.query_length - 1)
+                distances = torch.arange(first, key_length - past_length, device=position_ids.device)
+            else:  # explicit positions: the distance of every (query, key) pair, per row
+                distances = key_positions[:, None, :] - position_ids[:, :, None]
             context.bias_tables = self.distance_bias(distances)
             if context.bias_tables.shape[0] == 1 and not attention_backend.startswith("flex"):
                 context.shared_mask = context.merged_mask(attention_mask, 0, key_length)
@@ -217,8 +229,8 @@ class PositionContext:
     key_length: int
     backend: str
     dtype: torch.dtype
-    cos_sin: tuple[torch.Tensor, torch.Tensor] | None = None
-    bias_tables: torch.Tensor | None = None  # [tables, heads, key_length + query_length - 1]
+    cos_sin: tuple[torch.Tensor, torch.Tensor] | None = None  # the encoding's rotation_tables, shared by all layers
+    bias_tables: torch.Tensor | None = None  # [tables, heads, key_length + query_length - 1] or [.., B, Q, K]
     shared_mask: torch.Tensor | None = None  # the mask with the shared bias folded in, built once per forward
     shared_source: Any = None  # the mask `shared_mask` was built from (layers with their own mask merge their own)
 
@@ -266,8 +278,14 @@ def merge_bias_with_mask(
     key_length: int,
     dtype: torch.dtype,
 ) -> torch.Tensor:
-    """Expand one [heads, D] distance table to [1, heads, Q, K] and fold it into a bool, float or missing mask."""
-    bias = table[:, bias_index(query_length, key_length, table.device)].unsqueeze(0).to(dtype)
+    """Expand one [heads, D] distance table to [1, heads, Q, K] (or take a per-pair [heads, B, Q, K] table as
+    [B, heads, Q, K]) and fold it into a bool, float or missing mask."""
+    if table.ndim == 4:
+        bias = table[..., :key_length].transpose(0, 1).to(dtype)
+    elif query_length == 1:  # one decoding step: the table is already the row of distances to every key
+        bias = table[None, :, None, :key_length].to(dtype)
+    else:
+        bias = table[:, bias_index(query_length, key_length, table.device)].unsqueeze(0).to(dtype)
     min_value = torch.finfo(dtype).min
     if mask is None:
         if not causal:
@@ -291,9 +309,16 @@ def _flex_with_distance_bias(context: PositionContext, layer_idx: int) -> Callab
         tables = context.bias_tables
         table = tables[layer_idx if tables.shape[0] > 1 else 0].to(query.dtype)
         offset = context.query_length - 1
+        if table.ndim == 4:  # per pair: [heads, B, Q, K]
+            pairs = table.transpose(0, 1).expand(query.shape[0], -1, -1, -1)
 
-        def score_mod(score, batch_idx, head_idx, q_idx, kv_idx):
-            return score + table[head_idx, kv_idx - q_idx + offset]
+            def score_mod(score, batch_idx, head_idx, q_idx, kv_idx):
+                return score + pairs[batch_idx, head_idx, q_idx, kv_idx]
+
+        else:
+
+            def score_mod(score, batch_idx, head_idx, q_idx, kv_idx):
+                return score + table[head_idx, kv_idx - q_idx + offset]
 
         out = compile_friendly_flex_attention(
             query,
@@ -333,15 +358,53 @@ def cache_and_positions(
     position_ids: torch.Tensor | None,
     query_length: int,
     device: torch.device,
-) -> tuple[Any, int | torch.Tensor, torch.Tensor]:
-    """The cache to fill (a new DynamicCache when caching is on and none was given), how many tokens it already
-    holds, and the positions of the current tokens (padding-aware unless given): every adapter's forward starts so."""
+) -> tuple[Any, int | torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Every adapter's forward starts so. Returns the cache to fill (a new DynamicCache when caching is on and none
+    was given), how many tokens it already holds, the positions of the current tokens (padding-aware unless given),
+    and, when `position_ids` were given, the positions of all keys (see `explicit_key_positions`), else None."""
     if use_cache and cache is None:
         cache = DynamicCache(config=config)
     past_length = cache_length(cache)
     if position_ids is None:
-        position_ids = default_position_ids(attention_mask, past_length, query_length, device)
-    return cache, past_length, position_ids
+        position_ids, given = default_position_ids(attention_mask, past_length, query_length, device), False
+        if getattr(cache, "posenc_key_positions", None) is None:
+            return cache, past_length, position_ids, None
+    else:
+        given = True
+    if get_encoding_class(config.position_encoding).kind != "bias":  # only distance biases read key positions
+        return cache, past_length, position_ids, None
+    key_length = mask_key_length(cache, query_length)
+    keys = explicit_key_positions(cache, attention_mask, past_length, position_ids, key_length)
+    return cache, past_length, position_ids, keys if given else None  # default: keep a record started by given ones
+
+
+def explicit_key_positions(
+    cache: Any,
+    attention_mask: torch.Tensor | None,
+    past_length: int | torch.Tensor,
+    position_ids: torch.Tensor,
+    key_length: int,
+) -> torch.Tensor:
+    """[B or 1, key_length] positions of every key: the current tokens' given `position_ids`, and for tokens already
+    in the cache the positions they were given when they were added (kept on the cache as `posenc_key_positions`),
+    else their padding-aware positions. Slots of a static cache not filled yet get placeholder positions (masked)."""
+    if cache is None:
+        return position_ids
+    device, query_length = position_ids.device, position_ids.shape[-1]
+    known = getattr(cache, "posenc_key_positions", None)
+    if known is None:
+        known = torch.arange(key_length, device=device)[None]
+        if attention_mask is not None and attention_mask.ndim == 2:
+            from_mask = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, :key_length]
+            known = torch.cat((from_mask, known[:, from_mask.shape[-1] :].expand(from_mask.shape[0], -1)), -1)
+    elif known.shape[-1] < key_length:
+        more = torch.arange(known.shape[-1], key_length, device=device)
+        known = torch.cat((known, more.expand(known.shape[0], -1)), -1)
+    batch = max(known.shape[0], position_ids.shape[0])
+    keys = known[:, :key_length].expand(batch, -1).clone()
+    keys[:, past_length + torch.arange(query_length, device=device)] = position_ids.expand(batch, -1)
+    cache.posenc_key_positions = keys
+    return keys
 
 
 def cache_length(cache: Any) -> int | torch.Tensor:

@@ -71,54 +71,67 @@ class RotaryEncoding(PositionEncoding):
         super().__init__(options, info)
         self.rope_type = (options["scaling"] or {}).get("rope_type", "default")
         self.rotary_dim = int(info.head_dim * options["partial_rotary_factor"])
+        self.rope_parameters = rope_config(options, info)  # built once: a config per forward costs 150 us
+        self.original_length = self.rope_parameters.rope_parameters.get(
+            "original_max_position_embeddings", info.trained_context_length
+        )
         self.register_buffer("inv_freq", torch.empty(self.rotary_dim // 2), persistent=False)
         if self.rope_type == "longrope":
             self.register_buffer("long_inv_freq", torch.empty(self.rotary_dim // 2), persistent=False)
         self.reset_buffers()
 
-    def _rope_config(self) -> PreTrainedConfig:
-        return rope_config(self.config_options, self.info)
-
     def _frequencies(self, seq_len: int | None = None) -> tuple[torch.Tensor, float]:
         if self.rope_type == "default":
             dim, theta = self.rotary_dim, self.config_options["theta"]
             return 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim)), 1.0
-        return ROPE_INIT_FUNCTIONS[self.rope_type](self._rope_config(), None, seq_len=seq_len)
+        return ROPE_INIT_FUNCTIONS[self.rope_type](self.rope_parameters, None, seq_len=seq_len)
 
     def reset_buffers(self) -> None:
         device = self.inv_freq.device if self.inv_freq.device.type != "meta" else None
         inv_freq, self.attention_scaling = self._frequencies()
         self.inv_freq = inv_freq.to(device=device, dtype=torch.float32)
         if self.rope_type == "longrope":
-            original = self._rope_config().rope_parameters["original_max_position_embeddings"]
-            self.long_inv_freq = self._frequencies(seq_len=original + 1)[0].to(device=device, dtype=torch.float32)
+            long = self._frequencies(seq_len=self.original_length + 1)[0]
+            self.long_inv_freq = long.to(device=device, dtype=torch.float32)
 
     def _inv_freq_for(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """The frequencies for these positions, on the device and without a host sync (dynamic and longrope depend
+        on the longest position)."""
         if self.rope_type == "dynamic":
-            seq_len = int(position_ids.max()) + 1
-            if seq_len > self.info.trained_context_length:
-                inv_freq, scaling = self._frequencies(seq_len=seq_len)
-                return inv_freq.to(position_ids.device), scaling
+            return self._dynamic_inv_freq(position_ids.max() + 1), self.attention_scaling
         if self.rope_type == "longrope":
-            original = self._rope_config().rope_parameters["original_max_position_embeddings"]
-            longer = position_ids.max() + 1 > original
+            longer = position_ids.max() + 1 > self.original_length
             return torch.where(longer, self.long_inv_freq, self.inv_freq), self.attention_scaling
         return self.inv_freq, self.attention_scaling
+
+    def _dynamic_inv_freq(self, seq_len: torch.Tensor) -> torch.Tensor:
+        """transformers' `_compute_dynamic_ntk_parameters` for a tensor `seq_len`, with the config read once: past
+        the window the base grows to theta * (factor * L / window - (factor - 1)) ** (d / (d - 2))."""
+        window = self.rope_parameters.max_position_embeddings
+        factor, dim = self.rope_parameters.rope_parameters["factor"], self.rotary_dim
+        length = seq_len.clamp(min=window)
+        base = self.config_options["theta"] * ((factor * length / window) - (factor - 1)) ** (dim / (dim - 2))
+        return 1.0 / (base ** (torch.arange(0, dim, 2, device=seq_len.device, dtype=torch.float32) / dim))
 
     def rotary(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         inv_freq, scaling = self._inv_freq_for(position_ids)
         freqs = position_ids[..., None].float() * inv_freq.float()
         angles = torch.cat((freqs, freqs), dim=-1)
+        if scaling == 1.0:
+            return angles.cos(), angles.sin()
         return angles.cos() * scaling, angles.sin() * scaling
 
-    def rotate(self, query, key, cos, sin):
+    def rotation_tables(self, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and the signed sin of `apply_rotation`, with a head axis: [B or 1, 1, T, rotary_dim]."""
         half = sin.shape[-1] // 2
-        cos, sin = cos.unsqueeze(1), torch.cat((-sin[..., :half], sin[..., half:]), dim=-1).unsqueeze(1)
+        return cos.unsqueeze(1), torch.cat((-sin[..., :half], sin[..., half:]), dim=-1).unsqueeze(1)
+
+    def rotate(self, query, key, cos, signed_sin):
         d = self.rotary_dim
         if d == query.shape[-1]:
-            return apply_rotation(query, cos, sin), apply_rotation(key, cos, sin)
-        q_rot = apply_rotation(query[..., :d], cos, sin)
-        k_rot = apply_rotation(key[..., :d], cos, sin)
+            return apply_rotation(query, cos, signed_sin), apply_rotation(key, cos, signed_sin)
+        q_rot = apply_rotation(query[..., :d], cos, signed_sin)
+        k_rot = apply_rotation(key[..., :d], cos, signed_sin)
         return torch.cat((q_rot, query[..., d:]), dim=-1), torch.cat((k_rot, key[..., d:]), dim=-1)
 
 

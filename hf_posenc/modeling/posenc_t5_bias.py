@@ -54,13 +54,20 @@ class T5RelativeBias(PositionEncoding):
         self.num_tables = info.num_layers if options["per_layer"] else 1
         self.relative_attention_bias = nn.Embedding(options["num_buckets"], self.num_tables * info.num_heads)
         nn.init.zeros_(self.relative_attention_bias.weight)
+        self.register_buffer("distance_buckets", self.t5_buckets(self.clamped_distances()), persistent=False)
 
     def reset_buffers(self) -> None:
         from transformers import initialization as init
 
         init.zeros_(self.relative_attention_bias.weight)
+        device = self.distance_buckets.device if self.distance_buckets.device.type != "meta" else None
+        self.distance_buckets = self.t5_buckets(self.clamped_distances(device))
 
-    def buckets(self, distances: torch.Tensor) -> torch.Tensor:
+    def clamped_distances(self, device: torch.device | None = None) -> torch.Tensor:
+        limit = self.config_options["max_distance"]
+        return torch.arange(-limit, limit + 1, device=device)
+
+    def t5_buckets(self, distances: torch.Tensor) -> torch.Tensor:
         return T5Attention._relative_position_bucket(
             distances,
             bidirectional=not self.info.causal,
@@ -68,6 +75,13 @@ class T5RelativeBias(PositionEncoding):
             max_distance=self.config_options["max_distance"],
         )
 
+    def buckets(self, distances: torch.Tensor) -> torch.Tensor:
+        """T5's bucket of each distance, looked up: every distance at or past max_distance (either way) shares the
+        last bucket of its direction, so a table over [-max_distance, max_distance] holds them all."""
+        limit = self.config_options["max_distance"]
+        return self.distance_buckets[distances.clamp(-limit, limit) + limit]
+
     def distance_bias(self, distances: torch.Tensor) -> torch.Tensor:
-        values = self.relative_attention_bias(self.buckets(distances))  # [D, tables * heads]
-        return values.float().view(-1, self.num_tables, self.info.num_heads).permute(1, 2, 0)
+        values = self.relative_attention_bias(self.buckets(distances))  # [*distances.shape, tables * heads]
+        values = values.float().unflatten(-1, (self.num_tables, self.info.num_heads))
+        return values.movedim((-2, -1), (0, 1))

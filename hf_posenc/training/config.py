@@ -127,4 +127,8 @@ def parse_config(parser: argparse.ArgumentParser, argv: list[str] | None) -> tup
     args.pop("config", None)
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     extras = {key: value for key, value in args.items() if key not in fields}
-    return TrainConfig(**{key: value for key, value in args.items() if key in fields}).check(), extras
+    cfg = TrainConfig(**{key: value for key, value in args.items() if key in fields}).check()
+    from accelerate import PartialState
+
+    PartialState(cpu=cfg.cpu)  # the process state, before data preparation waits on it (see data.main_process_first)
+    return cfg, extras

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -28,6 +30,24 @@ def shipped_files(split: str) -> list[str]:
     return [str(root.joinpath(f"{book}.txt.gz")) for book in data.default_split()[split]]
 
 
+ARTICLE_HEADING = re.compile(r"^ ?= [^=].* = ?$")  # wikitext's top-level title row: " = Title = "
+
+
+def is_paragraph_split(rows: list[str]) -> bool:
+    """True when rows look like wikitext's: paragraphs and blank rows under " = Title = " heading rows."""
+    return any(ARTICLE_HEADING.match(row.rstrip("\n")) for row in rows)
+
+
+def group_articles(rows: list[str]) -> list[str]:
+    """Join paragraph rows into whole articles, each starting at a top-level heading row (wikitext's layout)."""
+    articles: list[list[str]] = []
+    for row in rows:
+        if ARTICLE_HEADING.match(row.rstrip("\n")) or not articles:
+            articles.append([])
+        articles[-1].append(row)
+    return [text for text in ("".join(parts) for parts in articles) if text.strip()]
+
+
 def load_documents(
     train_files: list[str] | None = None,
     eval_files: list[str] | None = None,
@@ -37,7 +57,9 @@ def load_documents(
 ) -> Any:
     """A DatasetDict {"train", "eval"} with one row per document in column "text".
 
-    Local files: one document per file. A Hub dataset: its train split, and its validation (or test) split.
+    Local files: one document per file. A Hub dataset (or a local dataset folder): its train split, and its
+    validation (or test) split; rows that are paragraphs under wikitext-style " = Title = " headings are joined into
+    whole articles, so that long-context evaluation finds long documents.
     Neither: the shipped books (train: tiny-shakespeare + four Austen novels; eval: two other novels).
     """
     import datasets
@@ -53,7 +75,13 @@ def load_documents(
         raw = datasets.DatasetDict({"train": raw["train"], "eval": raw[held_out]})
         if text_column not in raw["train"].column_names:
             raise RecipeError(f"Dataset {dataset_name!r} has no column {text_column!r}: {raw['train'].column_names}.")
-        return raw.rename_column(text_column, "text") if text_column != "text" else raw
+        raw = raw.select_columns(text_column)
+        raw = raw.rename_column(text_column, "text") if text_column != "text" else raw
+        if is_paragraph_split(raw["train"][:1000]["text"]):  # one row per paragraph: documents are the articles
+            raw = datasets.DatasetDict(
+                {split: datasets.Dataset.from_dict({"text": group_articles(raw[split]["text"])}) for split in raw}
+            )
+        return raw
     if bool(train_files) != bool(eval_files):
         raise RecipeError("Give both --train_files and --eval_files (held-out documents), or neither.")
     files = {"train": train_files or shipped_files("train"), "eval": eval_files or shipped_files("eval")}
@@ -72,7 +100,8 @@ def tokenize_and_pack(
 ) -> TextData:
     """Tokenise every document (cached by datasets), then cut the concatenated stream into `block_size` blocks.
 
-    Raises RecipeError when `block_size` is larger than the longest training document.
+    Documents are joined (with EOS between them), so a block may span several documents. Raises RecipeError when
+    the training data cannot fill one block.
     """
     if block_size < 2:
         raise RecipeError(f"Block size must be at least 2, got {block_size}.")
@@ -84,27 +113,26 @@ def tokenize_and_pack(
         ids = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
         return {"input_ids": [seq + [eos] if eos is not None else seq for seq in ids], "length": [len(s) for s in ids]}
 
-    try:
-        tokenized = raw.map(tokenize, batched=True, remove_columns=raw["train"].column_names, num_proc=num_proc)
-    finally:
-        tokenizer.model_max_length = saved_max
-    longest = max(tokenized["train"]["length"], default=0)
-    if longest == 0:
-        raise RecipeError("The training data has no tokens.")
-    if block_size > longest:
-        raise RecipeError(
-            f"Block size {block_size} is larger than the longest training document ({longest} tokens). "
-            "Use a smaller --block_size or longer documents."
-        )
-
     def pack(batch: dict[str, list]) -> dict[str, list]:
         stream = [token for seq in batch["input_ids"] for token in seq]
         usable = (len(stream) // block_size) * block_size
         return {"input_ids": [stream[i : i + block_size] for i in range(0, usable, block_size)]}
 
-    packed = tokenized.remove_columns("length").map(pack, batched=True, batch_size=1000)
+    with main_process_first():
+        try:
+            tokenized = raw.map(tokenize, batched=True, remove_columns=raw["train"].column_names, num_proc=num_proc)
+        finally:
+            tokenizer.model_max_length = saved_max
+        # packing joins documents, so a block may be longer than any one document
+        packed = tokenized.remove_columns("length").map(pack, batched=True, batch_size=1000)
+    if max(tokenized["train"]["length"], default=0) == 0:
+        raise RecipeError("The training data has no tokens.")
     if len(packed["train"]) == 0:
-        raise RecipeError(f"No training block of {block_size} tokens could be built: the data is too small.")
+        total = sum(tokenized["train"]["length"])
+        raise RecipeError(
+            f"No training block of {block_size} tokens could be built: the training data has only {total} tokens. "
+            "Use a smaller --block_size or more data."
+        )
     train = packed["train"].add_column("block", list(range(len(packed["train"]))))
     evaluation = packed["eval"]
     if max_eval_blocks is not None and len(evaluation) > max_eval_blocks:
@@ -115,8 +143,21 @@ def tokenize_and_pack(
     )
 
 
+def main_process_first() -> contextlib.AbstractContextManager:
+    """Under several processes, the main process fills the datasets cache first and the others then read it instead
+    of racing to write it. Accelerate's process state must exist already (the recipes create it from --cpu while
+    parsing flags, as an Accelerator would); without one this is a single process and nothing waits."""
+    from accelerate import PartialState
+
+    if not PartialState._shared_state:
+        return contextlib.nullcontext()
+    return PartialState().main_process_first()
+
+
 class CausalCollator:
     """Stack blocks into input_ids with labels = input_ids (the model shifts them)."""
+
+    causal = True  # labels are predicted one position later
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
@@ -130,6 +171,8 @@ class CausalCollator:
 
 class MaskedCollator:
     """Wrap each block in [CLS] ... [SEP] and mask tokens with transformers' DataCollatorForLanguageModeling."""
+
+    causal = False  # labels are predicted in place
 
     def __init__(self, tokenizer: Any, probability: float = 0.15):
         from transformers import DataCollatorForLanguageModeling

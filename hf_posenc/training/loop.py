@@ -46,17 +46,31 @@ def total_steps(cfg: TrainConfig, blocks: int, processes: int) -> int:
     return max(1, blocks // (cfg.batch_size * cfg.gradient_accumulation_steps * processes))
 
 
+NO_DECAY_PATTERNS = (r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)")
+
+
 def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
-    """Trainable parameters; the position encoding's own get `position_lr_multiplier` x the learning rate."""
-    position, other = [], []
+    """AdamW groups as transformers' Trainer makes them: weights decay; biases, norms and the new position-encoding
+    parameters do not. The position encoding's parameters get `position_lr_multiplier` x the learning rate."""
+    from transformers.trainer_pt_utils import get_parameter_names
+
+    decaying = set(get_parameter_names(model, [nn.LayerNorm], list(NO_DECAY_PATTERNS)))
+    decay, no_decay, position = [], [], []
     for name, parameter in model.named_parameters():
-        if parameter.requires_grad:
-            (position if "position_encoding" in name else other).append(parameter)
-    if not position and not other:
+        if not parameter.requires_grad:
+            continue
+        if "position_encoding" in name:
+            position.append(parameter)
+        else:
+            (decay if name in decaying else no_decay).append(parameter)
+    if not (decay or no_decay or position):
         raise RecipeError("No parameter would train with these settings.")
-    if cfg.position_lr_multiplier == 1.0 or not position:
-        return [{"params": position + other}]
-    return [{"params": other}, {"params": position, "lr": cfg.learning_rate * cfg.position_lr_multiplier}]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+        {"params": position, "weight_decay": 0.0, "lr": cfg.learning_rate * cfg.position_lr_multiplier},
+    ]
+    return [group for group in groups if group["params"]]
 
 
 def epoch_loader(dataset: Any, cfg: TrainConfig, epoch: int, collate: Callable) -> DataLoader:
@@ -72,20 +86,37 @@ def epoch_loader(dataset: Any, cfg: TrainConfig, epoch: int, collate: Callable) 
 
 @torch.no_grad()
 def evaluate_loss(model: nn.Module, dataset: Any, cfg: TrainConfig, collate: Callable, accelerator: Any) -> float:
-    """Mean loss over the held-out blocks (masked LM: with a fixed masking seed)."""
+    """Mean loss per predicted token over the held-out blocks (masked LM: with a fixed masking seed).
+
+    Each process sums its token losses and counts them per block; the sums and counts of all processes are gathered
+    (`gather_for_metrics` drops the blocks repeated to even out the last batch) and divided once, so the result is
+    the same for any number of processes.
+    """
     model.eval()
     state = torch.random.get_rng_state()
     torch.manual_seed(cfg.seed + 12345)
+    # the loader's own generator: creating its iterator must not draw from the global RNG that the masking uses
+    generator = torch.Generator().manual_seed(cfg.seed)
     loader = accelerator.prepare_data_loader(
-        DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate)
+        DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate, generator=generator)
     )
-    losses = []
+    shift = getattr(collate, "causal", True)
+    sums, counts = [], []
     for batch in loader:
-        loss = model(**batch).loss
-        losses.append(accelerator.gather_for_metrics(loss.detach().float().reshape(1)))
+        batch.pop("block", None)
+        labels = batch.pop("labels")
+        logits = model(**batch).logits.float()
+        if shift:
+            logits, labels = logits[:, :-1], labels[:, 1:]
+        losses = nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
+        block_sums, block_counts = losses.sum(-1).double(), (labels != -100).sum(-1)
+        sums.append(accelerator.gather_for_metrics(block_sums))
+        counts.append(accelerator.gather_for_metrics(block_counts))
     torch.random.set_rng_state(state)
     model.train()
-    return float(torch.cat(losses).mean()) if losses else float("nan")
+    if not sums:
+        return float("nan")
+    return float(torch.cat(sums).sum() / torch.cat(counts).sum().clamp(min=1))
 
 
 class MetricsLog:
@@ -122,9 +153,16 @@ def train(
     trained, total = trainable_count(model)
     optimizer = torch.optim.AdamW(parameter_groups(model, cfg), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     steps = total_steps(cfg, len(train_set), accelerator.num_processes)
+    # Accelerate steps a prepared scheduler once per process at every optimizer step (unless split_batches), so it
+    # is sized in those steps, as transformers' run_clm_no_trainer does: the schedule per optimizer step is then the
+    # same for any number of processes.
+    processes = accelerator.num_processes
     try:
         scheduler = get_scheduler(
-            cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=steps
+            cfg.lr_scheduler,
+            optimizer,
+            num_warmup_steps=cfg.warmup_steps * processes,
+            num_training_steps=steps * processes,
         )
     except ValueError as err:
         raise RecipeError(f"--lr_scheduler: {err}") from None
@@ -212,7 +250,9 @@ def train(
     if accelerator.is_main_process:
         final.save_pretrained(str(out))
         if tokenizer is not None:
-            tokenizer.save_pretrained(str(out))
+            from ..hub.save import declared_max_length, save_tokenizer  # model_max_length: the declared length
+
+            save_tokenizer(tokenizer, out, declared_max_length(final.config))
     log.write(event="end", step=step, eval_loss=last_eval, seconds=seconds)
     accelerator.wait_for_everyone()
     return {**result, "eval_loss": last_eval, "output_dir": str(out), "finished": True, "model": final}
