@@ -166,13 +166,15 @@ def test_flash_attention_with_a_bias_is_refused_clearly(encoding):
 def test_flex_attention_matches_sdpa(case, encoding):
     pytest.importorskip("torch.nn.attention.flex_attention")
     model = sharpen(hf_posenc.convert(case.build(), encoding), case).eval()
-    ids = torch.randint(3, VOCAB, (1, 64))
+    ids = torch.randint(3, VOCAB, (2, 64))
+    restart = torch.cat((torch.arange(32), torch.arange(32)))[None].expand(2, -1)  # explicit positions, per pair
     with torch.no_grad():
         model.set_attn_implementation("sdpa")
-        reference = model(ids).logits
+        reference, reference_restart = model(ids).logits, model(ids, position_ids=restart).logits
         model.set_attn_implementation("flex_attention")
-        flex = model(ids).logits
+        flex, flex_restart = model(ids).logits, model(ids, position_ids=restart).logits
     assert (flex - reference).abs().max() < 1e-4
+    assert (flex_restart - reference_restart).abs().max() < 1e-4
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)

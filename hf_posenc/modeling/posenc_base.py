@@ -100,6 +100,7 @@ class PositionEncoding(nn.Module):
     kind: ClassVar[str]
     relative: ClassVar[bool]  # True when the output depends only on distances between tokens
     description: ClassVar[str]
+    limits: ClassVar[str] = ""  # one line for model cards: what the encoding itself allows, fine-tuned or not
     options: ClassVar[dict[str, Option]] = {}
     backends: ClassVar[tuple[str, ...]] = ALL_BACKENDS
     float32_buffers: ClassVar[tuple[str, ...]] = ()  # buffers kept in float32 whatever the model's dtype
@@ -125,6 +126,16 @@ class PositionEncoding(nn.Module):
     @classmethod
     def check_options(cls, options: dict[str, Any], info: ModelInfo) -> dict[str, Any]:
         return options
+
+    @classmethod
+    def describe_limits(cls, options: dict[str, Any], causal: bool) -> str:
+        """`limits` for these (validated) options, whose names are its `str.format` fields, and this direction."""
+        return cls.limits.format(**options)
+
+    @classmethod
+    def keeps_trained_window(cls, options: dict[str, Any]) -> bool:
+        """True when conversion leaves the model's outputs on inputs within the trained window exactly as they were."""
+        return False
 
     @classmethod
     def check_backend(cls, backend: str | None) -> None:
@@ -299,8 +310,25 @@ def merge_bias_with_mask(
     return (mask + bias).clamp(min=min_value)
 
 
+_CPU_FLEX: list[Callable] = []
+
+
+def cpu_flex_attention() -> Callable:
+    """`torch.compile(flex_attention, dynamic=False)`, built once. On CPU, inductor's flex template fails to build
+    the dynamic-shape kernel that transformers' compile asks for at a second sequence length or score_mod (torch
+    2.13), so there each shape compiles on its own."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    if torch.compiler.is_dynamo_compiling():
+        return flex_attention
+    if not _CPU_FLEX:
+        _CPU_FLEX.append(torch.compile(flex_attention, dynamic=False))
+    return _CPU_FLEX[0]
+
+
 def _flex_with_distance_bias(context: PositionContext, layer_idx: int) -> Callable:
-    """FlexAttention whose score_mod reads a [heads, Q + K - 1] table: no [Q, K] bias tensor exists."""
+    """FlexAttention whose score_mod reads a [heads, Q + K - 1] table (default positions: no [Q, K] bias tensor
+    exists) or, with explicit positions, a [B, heads, Q, K] table."""
     from transformers.integrations.flex_attention import compile_friendly_flex_attention
 
     def attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
@@ -310,7 +338,7 @@ def _flex_with_distance_bias(context: PositionContext, layer_idx: int) -> Callab
         table = tables[layer_idx if tables.shape[0] > 1 else 0].to(query.dtype)
         offset = context.query_length - 1
         if table.ndim == 4:  # per pair: [heads, B, Q, K]
-            pairs = table.transpose(0, 1).expand(query.shape[0], -1, -1, -1)
+            pairs = table.transpose(0, 1).expand(query.shape[0], -1, -1, -1).contiguous()
 
             def score_mod(score, batch_idx, head_idx, q_idx, kv_idx):
                 return score + pairs[batch_idx, head_idx, q_idx, kv_idx]
@@ -320,15 +348,11 @@ def _flex_with_distance_bias(context: PositionContext, layer_idx: int) -> Callab
             def score_mod(score, batch_idx, head_idx, q_idx, kv_idx):
                 return score + table[head_idx, kv_idx - q_idx + offset]
 
-        out = compile_friendly_flex_attention(
-            query,
-            key,
-            value,
-            score_mod=score_mod,
-            block_mask=attention_mask,
-            scale=scaling,
-            training=module.training,
-        )
+        flex_args = {"score_mod": score_mod, "block_mask": attention_mask, "scale": scaling}
+        if query.device.type == "cpu":
+            out = cpu_flex_attention()(query, key, value, **flex_args)
+        else:
+            out = compile_friendly_flex_attention(query, key, value, training=module.training, **flex_args)
         return out.transpose(1, 2).contiguous(), None
 
     return attention
