@@ -6,6 +6,7 @@ python -m benchmarks.report [benchmarks/results.json]   # render RESULTS.md and 
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import shlex
@@ -244,48 +245,73 @@ def write_markdown(path: Path, meta: dict, settings: Settings, rows: list[dict],
     path.write_text("\n".join(lines))
 
 
-def plot(path: Path, rows: list[dict], settings: Settings) -> None:
-    """Per backend: relative speed (original time / converted time) and peak-memory ratio, per workload."""
+def plot(path: Path | None, rows: list[dict], settings: Settings):
+    """Per backend, two panels with a y label each saying which way is better: speed (original time / converted time:
+    forward, train step, prefill; higher is better) and cost (converted / original: decode latency per token, then
+    peak memory; lower is better). Bars start at 1.0 (= the original); whiskers: the range over the rounds where
+    recorded. One legend. Saved to `path` unless it is None; returns the Figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     backends = [b for b in settings.backends if any(row["backend"] == b for row in rows)]
-    fig, axes = plt.subplots(len(backends), 2, figsize=(15, 3.4 * len(backends)), squeeze=False)
-    for (speed_ax, memory_ax), backend in zip(axes, backends):
+    panels = []
+    for backend in backends:
         mine = [row for row in rows if row["backend"] == backend and "ratio" in row]
-        bars(speed_ax, mine, settings.encodings, speed, lambda label: True)
-        speed_ax.set_title(f"{backend}: speed, original time / converted time (higher is better)")
-        bars(memory_ax, mine, settings.encodings, memory, lambda label: not label.startswith("decode"))
-        memory_ax.set_title(f"{backend}: peak memory, converted / original (lower is better)")
-    axes[0, 0].legend(ncol=len(settings.encodings), fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+        labels = list(dict.fromkeys(row["label"] for row in mine))
+        kind = {row["label"]: row["ratio_kind"] for row in mine}
+        speed_items = [(label, label, "ratio") for label in labels if kind[label] == "throughput"]
+        latency_items = [(f"{label}\nlatency", label, "ratio") for label in labels if kind[label] == "latency"]
+        memory_items = [(f"{label}\nmemory", label, "memory_ratio") for label in labels if kind[label] == "throughput"]
+        panels.append((backend, mine, speed_items, latency_items, memory_items))
+    widths = [max(len(panels[0][2]), 1), max(len(panels[0][3]) + len(panels[0][4]), 1)] if panels else [1, 1]
+    fig, axes = plt.subplots(
+        max(len(backends), 1),
+        2,
+        figsize=(15, 3.8 * max(len(backends), 1) + 0.5),
+        squeeze=False,
+        layout="constrained",
+        gridspec_kw={"width_ratios": widths},
+    )
+    for (speed_ax, cost_ax), (backend, mine, speed_items, latency_items, memory_items) in zip(axes, panels):
+        bars(speed_ax, mine, settings.encodings, speed_items)
+        speed_ax.set_title(f"{backend}: speed (forward, train step, prefill)")
+        speed_ax.set_ylabel("original time / converted time\n↑ higher is better")
+        bars(cost_ax, mine, settings.encodings, latency_items + memory_items)
+        if latency_items and memory_items:
+            cost_ax.axvline(len(latency_items) - 0.5, color="grey", linestyle="--", linewidth=1)
+        cost_ax.set_title(f"{backend}: cost (decode latency per token | peak memory)")
+        cost_ax.set_ylabel("converted / original\n↓ lower is better")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper center", ncol=max(len(labels), 1), title="converted to")
+    if path is not None:
+        fig.savefig(path, dpi=100)
     plt.close(fig)
+    return fig
 
 
-def bars(ax, rows: list[dict], encodings, value, keep) -> None:
-    labels = [label for label in dict.fromkeys(row["label"] for row in rows) if keep(label)]
+def bars(ax, rows: list[dict], encodings, items: list[tuple[str, str, str]]) -> None:
+    """Grouped bars from 1.0 for each (tick label, workload label, row key) in `items`, one bar per encoding."""
     width = 0.8 / max(len(encodings), 1)
     for index, encoding in enumerate(encodings):
         by_label = {row["label"]: row for row in rows if row["encoding"] == encoding}
-        values = [value(by_label.get(label)) for label in labels]
-        positions = [i + (index - (len(encodings) - 1) / 2) * width for i in range(len(labels))]
-        ax.bar(positions, values, width, label=encoding)
+        values, low, high = [], [], []
+        for _, label, key in items:
+            row = by_label.get(label) or {}
+            value = row.get(key) or float("nan")
+            spread = key == "ratio" and "ratio_low" in row
+            values.append(value)
+            low.append(max(value - row["ratio_low"], 0) if spread else 0)
+            high.append(max(row["ratio_high"] - value, 0) if spread else 0)
+        positions = [i + (index - (len(encodings) - 1) / 2) * width for i in range(len(items))]
+        heights = [v - 1 for v in values]
+        errors = [low, high] if any(low) or any(high) else None
+        container = ax.bar(positions, heights, width, bottom=1.0, label=encoding, color=f"C{index}", yerr=errors)
+        ax.bar_label(container, labels=["n/a" if math.isnan(v) else f"{v:.2f}" for v in values], fontsize=6, padding=1)
     ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_xticks(range(len(labels)), labels, fontsize=8)
-    ax.set_ylim(bottom=0)
-
-
-def memory(row: dict | None) -> float:
-    return row["memory_ratio"] if row and row.get("memory_ratio") else 0.0
-
-
-def speed(row: dict | None) -> float:
-    if not row or "ratio" not in row:
-        return 0.0
-    return row["ratio"] if row["ratio_kind"] == "throughput" else 1.0 / row["ratio"]
+    ax.set_xticks(range(len(items)), [tick for tick, _, _ in items], fontsize=8)
+    ax.margins(y=0.15)
 
 
 def print_summary(rows: list[dict], settings: Settings) -> None:

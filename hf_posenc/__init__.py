@@ -8,6 +8,23 @@ from .modeling.posenc_base import PositionEncoding, PositionEncodingError, regis
 register_with_auto_classes()
 
 __version__ = "0.1.0"
+
+# Subpackages with heavier or optional dependencies load on first use: `import hf_posenc; hf_posenc.hub.push_to_hub`.
+_LAZY_SUBMODULES = ("data", "evaluation", "hub", "training")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY_SUBMODULES})
+
+
 __all__ = [
     "FAMILIES",
     "PositionEncoding",

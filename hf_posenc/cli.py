@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 the command failed (bad input, unsupported model, faile
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import json
 import sys
@@ -29,7 +30,7 @@ app = typer.Typer(
 )
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
-state = {"debug": False}
+state = {"debug": False, "quiet": False}  # quiet: set by the console script (run), not by in-process callers
 
 
 @app.callback()
@@ -43,6 +44,8 @@ def main(
 @contextlib.contextmanager
 def failures() -> Iterator[None]:
     """Turn any exception into one readable line on stderr and an exit code (a traceback only with --debug)."""
+    if state["quiet"] and not state["debug"]:
+        quiet_libraries()
     from .hub import UploadError
 
     try:
@@ -61,17 +64,30 @@ def failures() -> Iterator[None]:
         raise typer.Exit(code) from None
 
 
+def parse_value(text: str) -> Any:
+    """A value as `hf-posenc encodings` prints it (a Python literal: True, None, {'rope_type': 'yarn'}) or as JSON
+    (true, null, {"rope_type": "yarn"}); text that is neither (interpolate) is a string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text
+
+
 def parse_options(pairs: list[str]) -> dict[str, Any]:
-    """`key=value` pairs; values are read as JSON when they parse (numbers, true/false, null, objects), else text."""
-    options = {}
+    """`key=value` pairs, each value read by `parse_value`; a key given twice is refused."""
+    options: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--option")
-        try:
-            options[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key.strip()] = value
+        if key in options:
+            raise typer.BadParameter(f"{key} is given twice", param_hint="--option")
+        options[key] = parse_value(value)
     return options
 
 
@@ -103,9 +119,16 @@ def _is_local(source: str) -> bool:
 def convert(
     model: Annotated[str, typer.Argument(help="Hub id or local folder of the model to convert.")],
     to: Annotated[str, typer.Option("--to", "-t", help="Target encoding (see `hf-posenc encodings`).")],
-    theta: Annotated[float | None, typer.Option(help="RoPE base (shortcut for --option theta=...).")] = None,
+    theta: Annotated[float | None, typer.Option(help="RoPE base (shortcut for -o theta=...; not both).")] = None,
     option: Annotated[
-        list[str] | None, typer.Option("--option", "-o", help="Encoding option KEY=VALUE (JSON values), repeatable.")
+        list[str] | None,
+        typer.Option(
+            "--option",
+            "-o",
+            help="Encoding option KEY=VALUE, repeatable. VALUE is a Python literal, as `hf-posenc encodings` prints "
+            "it, or JSON: -o per_layer=True (or true), -o max_positions=None (or null), "
+            "-o \"scaling={'rope_type': 'yarn', 'factor': 4.0}\"; other text is a string (-o method=interpolate).",
+        ),
     ] = None,
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Output folder (default: ./<model>-<encoding>).")
@@ -143,6 +166,10 @@ def convert(
         if theta is not None:
             if to != "rope":
                 raise typer.BadParameter("--theta applies only to --to rope", param_hint="--theta")
+            if "theta" in options:
+                raise typer.BadParameter(
+                    f"--theta {theta:g} and -o theta={options['theta']} both set theta; give one", param_hint="--theta"
+                )
             options["theta"] = theta
         get_encoding_class(to)  # fail fast on a bad name, before loading
         base = base_model or (None if _is_local(model) else model)
@@ -217,7 +244,19 @@ def evaluate(
         list[Path] | None,
         typer.Option("--text", help="Text file of held-out documents, repeatable (default: bundled)."),
     ] = None,
-    stride: Annotated[int | None, typer.Option(help="Sliding-window stride (default: non-overlapping chunks).")] = None,
+    stride: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Tokens each sliding window scores (default: half the length); --no-sliding skips that pass."
+        ),
+    ] = None,
+    sliding: Annotated[
+        bool,
+        typer.Option(
+            help="Also measure sliding-window perplexity (the slower pass) besides non-overlapping chunks; causal "
+            "LMs only."
+        ),
+    ] = True,
     passkey: Annotated[bool, typer.Option(help="Also run passkey retrieval.")] = True,
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Write results.json, results.md and plots here.")
@@ -225,10 +264,22 @@ def evaluate(
     tokenizer: Annotated[
         str | None, typer.Option(help="Tokenizer Hub id or folder (default: the model's own).")
     ] = None,
-    max_tokens: Annotated[int, typer.Option(min=1, help="At most this many tokens scored per length.")] = 32768,
+    max_tokens: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="At most this many tokens scored per length and mode (a length longer than that still scores one "
+            "chunk of that length).",
+        ),
+    ] = 32768,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
-    """Evaluate MODEL at several context lengths: perplexity (chunks and sliding window) and passkey retrieval."""
+    """Evaluate MODEL at several context lengths: perplexity (chunks and sliding window) and passkey retrieval.
+
+    MODEL needs a language-model head: a causal LM (e.g. GPT2LMHeadModel) gets perplexity and passkey retrieval,
+    a masked LM (e.g. BertForMaskedLM) the masked-LM loss. An encoder without a head (BertModel, e.g. a
+    sentence-transformers checkpoint) is refused: embedding evaluation is not in the CLI yet.
+    """
     with failures():
         from .evaluation import evaluate_long_context
 
@@ -247,6 +298,7 @@ def evaluate(
             texts,
             wanted or default_lengths(loaded),
             stride=stride,
+            sliding=sliding,
             passkey=passkey,
             out_dir=out_dir,
             max_tokens=max_tokens,
@@ -312,12 +364,22 @@ def encodings(
         if as_json:
             out.print_json(data=specs, default=str)
             return
-        table = Table(title="Position encodings")
-        for column in ("encoding", "hooks in at", "relative", "description", "options (default)"):
-            table.add_column(column)
-        for name, spec in specs.items():
-            options = "\n".join(f"{key} ({opt['default']!r}): {opt['doc']}" for key, opt in spec["options"].items())
-            table.add_row(name, spec["kind"], "yes" if spec["relative"] else "no", spec["description"], options or "-")
+        table = Table(
+            title="Position encodings",
+            caption="Set an option with `hf-posenc convert MODEL --to ENCODING -o NAME=VALUE` "
+            "(Python or JSON literals, e.g. -o per_layer=True).",
+        )
+        table.add_column("encoding", no_wrap=True)
+        table.add_column("option", no_wrap=True)  # names are never cut, whatever the terminal width
+        table.add_column("default", overflow="fold")
+        table.add_column("what it is / does", overflow="fold")
+        for index, (name, spec) in enumerate(specs.items()):
+            if index:
+                table.add_section()
+            relative = "relative" if spec["relative"] else "absolute"
+            table.add_row(name, "", "", f"{spec['description']} Hooks in at: {spec['kind']}; {relative}.")
+            for key, opt in spec["options"].items():
+                table.add_row("", key, repr(opt["default"]), opt["doc"])
         out.print(table)
 
 
@@ -353,13 +415,20 @@ def info(
 
 
 def run() -> None:
-    """Console-script entry point: library warnings and progress bars stay quiet unless --debug is given."""
-    if "--debug" not in sys.argv[1:]:
-        import transformers
+    """Console-script entry point: library warnings and progress bars stay quiet unless --debug is given.
 
-        transformers.logging.set_verbosity_error()
-        transformers.logging.disable_progress_bar()
+    Nothing heavy is imported here or at module level: `hf-posenc --help` and usage errors never load torch.
+    """
+    state["quiet"] = True
     app(prog_name="hf-posenc")
+
+
+def quiet_libraries() -> None:
+    """Silence transformers' warnings and progress bars (loading a model shows neither)."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
 
 
 if __name__ == "__main__":

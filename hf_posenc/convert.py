@@ -77,7 +77,24 @@ def convert(model: nn.Module, encoding: str, *, max_length: int | None = None, *
     position_encoding = family.adopt(model)
     position_encoding.load_absolute_table(old_table)
     new_config.position_encoding_options = dict(position_encoding.config_options)
+    setattr(model, CONVERTED_WEIGHTS, weights_state(model))  # lets a model card say "not fine-tuned after the swap"
     return model
+
+
+CONVERTED_WEIGHTS = "_hf_posenc_weights_at_conversion"
+
+
+def weights_state(model: nn.Module) -> tuple[tuple[str, int, int], ...]:
+    """Each parameter's name, storage and in-place version counter: the state only stays equal while no optimizer
+    step, `load_state_dict`, device or dtype move or other in-place edit has touched the weights."""
+    return tuple((name, p.data_ptr(), p._version) for name, p in model.named_parameters())
+
+
+def unchanged_since_conversion(model: nn.Module) -> bool:
+    """True when `model` was converted in this process and its weights have not changed since (so it cannot have
+    been fine-tuned after the swap); False when they changed or this is unknown (e.g. a model loaded from disk)."""
+    recorded = model.__dict__.get(CONVERTED_WEIGHTS)
+    return recorded is not None and recorded == weights_state(model)
 
 
 def converted_config(

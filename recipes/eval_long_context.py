@@ -46,6 +46,12 @@ def main(argv: list[str] | None = None) -> None:
         if not any(t.strip() for t in texts):
             raise RecipeError("The evaluation texts are empty.")
     config = _load_config(args.model)
+    heads = config.architectures or []
+    if not _causal(config) and not any(h.endswith("ForMaskedLM") for h in heads):
+        raise RecipeError(
+            f"{args.model} has no language-model head (architectures: {', '.join(heads) or 'none'}); the long-context "
+            "evaluation scores a causal or masked LM head. Train one first (recipes/finetune_mlm.py for an encoder)."
+        )
     auto = transformers.AutoModelForCausalLM if _causal(config) else transformers.AutoModelForMaskedLM
     model = auto.from_pretrained(args.model, trust_remote_code=True)
     tokenizer = load_tokenizer(args.model)

@@ -1,4 +1,7 @@
-"""The swap study's report: results.json, results.md (tables, ranking, recovery check) and PNG plots."""
+"""The swap study's report: results.json, results.md (tables, ranking, recovery check) and PNG plots.
+
+python recipes/report_swap_study.py results/swap_study   # redraw results.md and the PNGs from results.json
+"""
 
 from __future__ import annotations
 
@@ -110,10 +113,12 @@ def bert_section(part: dict[str, Any]) -> list[str]:
     return lines
 
 
-def write_study_report(record: dict[str, Any], out_dir: str | Path) -> None:
+def write_study_report(record: dict[str, Any], out_dir: str | Path, write_json: bool = True) -> None:
+    """Write results.json (unless `write_json` is False), results.md and the PNG plots of a swap study record."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    if write_json:
+        (out / "results.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
     minutes = record.get("wall_seconds", 0) / 60
     status = "finished" if record.get("finished") else "in progress / interrupted"
     lines = [
@@ -144,3 +149,18 @@ def write_study_report(record: dict[str, Any], out_dir: str | Path) -> None:
                 f"{_f(run['eval_loss'], '{:.3f}')} | {run['tokens_per_second']:,.0f} |"
             )
     (out / "results.md").write_text("\n".join(lines) + "\n")
+
+
+def render(out_dir: str | Path) -> Path:
+    """Write results.md and the PNG plots again from the results.json in `out_dir`, without rerunning anything."""
+    out = Path(out_dir)
+    write_study_report(json.loads((out / "results.json").read_text()), out, write_json=False)
+    return out / "results.md"
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
+        sys.exit("usage: python recipes/report_swap_study.py RESULTS_DIR   (the folder holding results.json)")
+    print(f"Wrote {render(sys.argv[1])} and its plots")

@@ -1,7 +1,8 @@
 """The swap study: pretrain (or reuse) a small GPT-2 with learned absolute positions on the shipped books, convert it
 to every encoding, fine-tune each for the same token budget, and evaluate all of them and the original on held-out
 books at 1x/2x/4x/8x the training window. Then the same for the real pretrained all-MiniLM-L6-v2 encoder with
-masked-LM fine-tuning, at 1x..4x of 512. Writes results.json, results.md and PNG plots.
+masked-LM fine-tuning, at 1x..4x of 512. Writes results.json, results.md and PNG plots to --out_dir (no absolute
+path of this machine in them); the fine-tuned models go to the hf_posenc cache (or --models_dir), not next to them.
 
     python recipes/swap_study.py                      # the default setting (about 30 minutes on 2 CPU cores)
     python recipes/swap_study.py --setting quick      # under 3 minutes (CI)
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import platform
 import sys
 import time
@@ -23,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from hf_posenc.training import RecipeError, TrainConfig, run_cli
+from hf_posenc.training import RecipeError, TrainConfig, run_cli, silence_progress_bars
 
 HERE = Path(__file__).resolve().parent
 SETTINGS = ("quick", "default", "full")
@@ -65,6 +67,7 @@ class Study:
         self.started = time.perf_counter()
         self.record: dict[str, Any] = {
             "settings": settings,
+            "models_dir": str(models_dir),
             "machine": machine(),
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "gpt2": {"models": {}, "training": {}},
@@ -204,7 +207,47 @@ class Study:
         self.record["wall_seconds"] = time.perf_counter() - self.started
         usage = resource.getrusage(resource.RUSAGE_SELF)
         self.record["cpu_seconds"] = usage.ru_utime + usage.ru_stime
-        write_study_report(self.record, self.out_dir)
+        write_study_report(portable(self.record), self.out_dir)
+
+
+def default_models_dir(out_dir: Path) -> Path:
+    """Where a study that reports to `out_dir` keeps its fine-tuned models by default: in the hf_posenc cache, one
+    folder per report folder, so that a report folder inside a repository never fills it with weights."""
+    from hf_posenc.data import cache_dir
+
+    resolved = out_dir.expanduser().resolve()
+    key = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
+    return cache_dir() / "swap_study_models" / f"{resolved.name}-{key}"
+
+
+def portable(value: Any) -> Any:
+    """A copy of `value` (the study record) without absolute paths of this machine, for results.json and results.md:
+    a path in the hf_posenc cache reads `<cache>/...`, one under the working directory is relative to it, one under
+    the home folder reads `~/...`, and any other absolute path is cut to `.../<its last part>`."""
+    if isinstance(value, dict):
+        return {key: portable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable(item) for item in value]
+    if not isinstance(value, str):
+        return value
+    from hf_posenc.data import cache_dir
+
+    roots = []  # (folder without trailing separator, label), as written and with links resolved; never "/" itself
+    for folder, label in ((cache_dir(), "<cache>"), (Path.cwd(), "."), (Path.home(), "~")):
+        for form in dict.fromkeys((os.path.abspath(folder.expanduser()), os.path.realpath(folder.expanduser()))):
+            if form.rstrip(os.sep):
+                roots.append((form.rstrip(os.sep), label))
+    if os.path.isabs(value) and "\n" not in value:
+        for root, label in roots:
+            if value == root:
+                return label
+            if value.startswith(root + os.sep):
+                rest = value[len(root) + 1 :].replace(os.sep, "/")
+                return rest if label == "." else f"{label}/{rest}"
+        return f".../{Path(value).name}"
+    for root, label in roots:  # paths inside messages
+        value = value.replace(root + os.sep, f"{label}/")
+    return value
 
 
 def needed_text(texts: list[str], lengths: list[int], max_tokens: int) -> list[str]:
@@ -264,13 +307,20 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="Override: key.sub=value.")
     parser.add_argument("--out_dir", default="outputs/swap_study", help="Report folder (results.json, .md, PNGs).")
-    parser.add_argument("--models_dir", help="Where the fine-tuned models are saved (default: OUT_DIR/models).")
+    parser.add_argument(
+        "--models_dir",
+        help="Where the fine-tuned models are saved (default: a folder for OUT_DIR in the hf_posenc cache, "
+        "$HF_POSENC_CACHE or ~/.cache/hf_posenc).",
+    )
     parser.add_argument("--parts", nargs="+", choices=("gpt2", "bert"), default=["gpt2", "bert"])
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="Hide progress bars.")
     args = parser.parse_args(argv)
+    if not args.progress:
+        silence_progress_bars()
     settings = load_settings(args.setting, args.config, args.overrides)
     out_dir = Path(args.out_dir)
-    study = Study(settings, out_dir, Path(args.models_dir) if args.models_dir else out_dir / "models", args.progress)
+    models_dir = Path(args.models_dir) if args.models_dir else default_models_dir(out_dir)
+    study = Study(settings, out_dir, models_dir, args.progress)
     run_bert = "bert" in args.parts and settings.get("bert", {}).get("enabled", True)
     if run_bert:
         try:
@@ -285,7 +335,7 @@ def main(argv: list[str] | None = None) -> None:
         study.bert_part()
     study.record["finished"] = True
     study.write()
-    print(f"wrote {out_dir / 'results.md'} in {study.record['wall_seconds'] / 60:.1f} min")
+    print(f"wrote {out_dir / 'results.md'} in {study.record['wall_seconds'] / 60:.1f} min; models in {models_dir}")
 
 
 if __name__ == "__main__":

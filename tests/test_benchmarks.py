@@ -82,6 +82,12 @@ def test_peak_memory_sees_a_temporary_tensor():
     assert peak_memory(allocate) >= 4_000_000
 
 
+def test_peak_memory_prints_no_profiler_lines(capfd):
+    """kineto's "USDT ... profiler_start/profiler_stop" lines (two per call, on file descriptor 2) stay hidden."""
+    peak_memory(lambda: torch.ones(1000).sum())
+    assert "profiler_st" not in capfd.readouterr().err
+
+
 def test_bad_encoding_is_one_clear_error(capsys):
     with pytest.raises(SystemExit, match="unknown encoding"):
         main(["--quick", "--encodings", "rope,nonsense"])

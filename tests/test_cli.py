@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 from huggingface_hub import HfApi, ModelCard
-from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+from rich.console import Console
+from transformers import AutoModelForCausalLM, BertConfig, BertModel, GPT2Config, GPT2LMHeadModel
 from typer.testing import CliRunner
 
 import hf_posenc
-from hf_posenc import evaluation
+from hf_posenc import cli, evaluation
 from hf_posenc.cli import app
 from hf_posenc.data import gpt2_tokenizer
 
@@ -69,7 +70,9 @@ def fake_hub(monkeypatch, root: Path, fail: bool = False) -> list[dict]:
         folder = root / f"commit{len(commits)}"
         for op in operations:
             (folder / op.path_in_repo).parent.mkdir(parents=True, exist_ok=True)
-            (folder / op.path_in_repo).write_bytes(Path(op.path_or_fileobj).read_bytes())
+            content = op.path_or_fileobj  # a path or bytes, as HfApi accepts
+            data = content if isinstance(content, bytes) else Path(content).read_bytes()
+            (folder / op.path_in_repo).write_bytes(data)
         commits.append({"repo_id": repo_id, "folder": folder})
         return f"https://huggingface.co/{repo_id}/commit/abc"
 
@@ -80,7 +83,30 @@ def fake_hub(monkeypatch, root: Path, fail: bool = False) -> list[dict]:
 
 def test_console_script_is_declared():
     scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
-    assert scripts.get("hf-posenc") == "hf_posenc.cli:run"
+    assert scripts.get("hf-posenc") == "_hf_posenc_cli:run"
+
+
+def test_help_and_usage_errors_import_neither_torch_nor_transformers():
+    """The installed console script answers --help without importing hf_posenc's package (torch, transformers)."""
+    code = """if True:
+        import sys
+        from importlib.metadata import entry_points
+
+        (script,) = [ep for ep in entry_points(group="console_scripts") if ep.name == "hf-posenc"]
+        run = script.load()
+        for argv in (["--help"], ["convert", "--help"], ["eval", "--help"], ["convert"], ["bogus"]):
+            sys.argv = ["hf-posenc", *argv]
+            try:
+                run()
+            except SystemExit:
+                pass
+        heavy = ("torch", "transformers", "hf_posenc", "datasets", "matplotlib", "accelerate")
+        print("IMPORTED", sorted(name for name in heavy if name in sys.modules))
+    """
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "IMPORTED []"
+    assert "Usage: hf-posenc convert" in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("command", [[], ["convert"], ["push"], ["eval"], ["encodings"], ["info"]])
@@ -98,6 +124,34 @@ def test_encodings_lists_every_encoding_and_option():
     assert table.exit_code == 0
     for name in hf_posenc.available_encodings():
         assert name in table.stdout
+
+
+def test_encodings_keep_option_names_whole_at_80_columns(monkeypatch):
+    monkeypatch.setattr(cli, "out", Console(width=80, soft_wrap=True))
+    table = invoke("encodings")
+    assert table.exit_code == 0 and "…" not in table.stdout
+    words = set(table.stdout.replace("│", " ").split())
+    for spec in hf_posenc.available_encodings().values():
+        assert set(spec["options"]) <= words
+
+
+def test_options_are_spelled_as_the_help_shows_them(base_dir, tmp_path):
+    for spec in hf_posenc.available_encodings().values():  # `hf-posenc encodings` prints defaults with repr()
+        for option in spec["options"].values():
+            assert cli.parse_value(repr(option["default"])) == option["default"]
+    yarn = "scaling={'rope_type': 'yarn', 'factor': 4.0}"  # as `hf-posenc encodings` prints the example
+    python = cli.parse_options(["per_layer=True", "max_positions=None", yarn])
+    json_ = cli.parse_options(["per_layer=true", "max_positions=null", 'scaling={"rope_type": "yarn", "factor": 4.0}'])
+    expected = {"per_layer": True, "max_positions": None, "scaling": {"rope_type": "yarn", "factor": 4.0}}
+    assert python == json_ == expected
+    strings = cli.parse_options(["method=interpolate", "theta=5e5", "method2='copy'"])
+    assert strings == {"method": "interpolate", "theta": 500000.0, "method2": "copy"}
+
+    out = tmp_path / "yarn"
+    result = invoke("convert", base_dir, "--to", "rope", "-o", yarn, "--out", out)
+    assert result.exit_code == 0, result.output
+    options = json.loads((out / "config.json").read_text())["position_encoding_options"]
+    assert options["scaling"]["rope_type"] == "yarn" and options["scaling"]["factor"] == 4.0
 
 
 def test_convert_matches_the_python_api(base_dir, rope_dir):
@@ -136,6 +190,8 @@ def test_convert_with_generic_options_to_the_default_folder(base_dir, tmp_path, 
         (["--to", "learned", "--max-length", "65"], 1, "max_length=65 is past the 64 rows of the learned"),
         (["--to", "rope", "--max-length", "0"], 2, "Invalid value for '--max-length'"),
         (["--to", "rope", "-o", "max_length=64"], 2, "use --max-length for max_length"),
+        (["--to", "rope", "--theta", "5e5", "-o", "theta=1e4"], 2, "--theta 500000 and -o theta=10000.0 both set"),
+        (["--to", "rope", "-o", "theta=1e4", "-o", "theta=2e4"], 2, "theta is given twice"),
     ],
 )
 def test_convert_errors_are_one_line(base_dir, tmp_path, args, code, message):
@@ -247,11 +303,13 @@ def test_eval_passes_its_arguments_to_the_library(rope_dir, text_file, tmp_path,
         return {"lengths": lengths, "perplexity": [{"length": n, "mode": "chunked", "status": "ok"} for n in lengths]}
 
     monkeypatch.setattr(evaluation, "evaluate_long_context", fake_evaluate)
-    result = invoke("eval", rope_dir, "--text", text_file, "--stride", "8", "--no-passkey", "--out", tmp_path / "r")
+    args = ["--text", text_file, "--stride", "8", "--no-passkey", "--no-sliding", "--out", tmp_path / "r"]
+    result = invoke("eval", rope_dir, *args)
     assert result.exit_code == 0, result.output
     (call,) = calls
     assert call["lengths"] == [WINDOW, 2 * WINDOW, 4 * WINDOW, 8 * WINDOW]
     assert call["stride"] == 8 and call["passkey"] is False and call["out_dir"] == tmp_path / "r"
+    assert call["sliding"] is False
     assert call["texts"] == [text_file.read_text()]
     assert call["model"].config.position_encoding == "rope"
     assert "Perplexity" in result.stdout and str(8 * WINDOW) in result.stdout
@@ -277,6 +335,42 @@ def test_eval_runs_the_long_context_evaluation(rope_dir, base_dir, text_file, tm
     assert original.exit_code == 0, original.output
     statuses = {(r["length"], r["status"]) for r in json.loads(original.stdout)["perplexity"]}
     assert (WINDOW, "ok") in statuses and (4 * WINDOW, "ok") not in statuses
+
+
+def test_eval_refuses_a_model_without_a_language_model_head(text_file, tmp_path):
+    """A BertModel (e.g. all-MiniLM-L6-v2), converted or not, gets one line saying what is needed instead."""
+    small = {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
+    config = BertConfig(**small, vocab_size=50257, max_position_embeddings=WINDOW)
+    for converted in (False, True):
+        model = BertModel(config)
+        if converted:
+            hf_posenc.convert(model, "rope")
+        folder = tmp_path / f"encoder-{converted}"
+        model.save_pretrained(folder)
+        gpt2_tokenizer().save_pretrained(folder)
+        result = invoke("eval", folder, "--lengths", str(WINDOW), "--text", text_file, "--no-passkey")
+        assert result.exit_code == 1, result.output
+        assert "Traceback" not in result.output and "logits" not in result.output
+        (line,) = [line for line in result.stderr.splitlines() if "error:" in line]  # after loading's progress
+        assert result.stderr.rstrip().endswith(line)
+        assert line.startswith(f"error: {type(model).__name__} has no language-model head")
+        assert "BertForMaskedLM" in line and "Embedding evaluation" in line
+
+
+def test_eval_out_without_matplotlib_writes_results_json(rope_dir, text_file, tmp_path, monkeypatch, caplog):
+    """A base install (no matplotlib): hf_posenc.evaluation imports, and --out gets results.json and a pointer to
+    the extra that draws the plots."""
+    monkeypatch.setattr(hf_posenc, "evaluation", evaluation)  # restored afterwards, like the sys.modules entries
+    for name in [m for m in sys.modules if m.startswith(("hf_posenc.evaluation", "matplotlib"))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    out = tmp_path / "base-install"
+    args = ["--lengths", str(WINDOW), "--text", text_file, "--max-tokens", "64", "--no-passkey", "--no-sliding"]
+    result = invoke("eval", rope_dir, *args, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in out.iterdir()] == ["results.json"]
+    assert json.loads((out / "results.json").read_text())["models"]["tiny-rope"]["perplexity"][0]["status"] == "ok"
+    assert "pip install 'hf_posenc[train]'" in caplog.text
 
 
 def test_real_process_exit_code_and_one_line_error(base_dir, tmp_path):

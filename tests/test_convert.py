@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import warnings
 
 import pytest
 import torch
@@ -280,9 +282,43 @@ def test_cross_attention_models_are_refused():
     assert hasattr(model.transformer, "wpe")
 
 
-def test_nope_on_an_encoder_warns():
-    with pytest.warns(UserWarning, match="order"):
-        hf_posenc.convert(tiny_bert(), "nope")
+def test_nope_on_an_encoder_warns_once_in_one_plain_line(caplog):
+    with warnings.catch_warnings(record=True) as python_warnings:
+        warnings.simplefilter("always")
+        with caplog.at_level(logging.WARNING):
+            hf_posenc.convert(tiny_bert(), "nope")
+            hf_posenc.convert(tiny_gpt2(), "nope")  # a decoder keeps order through its causal mask: no warning
+    assert [w for w in python_warnings if "order" in str(w.message)] == []  # not a UserWarning with a file path
+    (record,) = [r for r in caplog.records if "nope" in r.getMessage()]
+    assert record.levelno == logging.WARNING and record.name.endswith("posenc_nope")
+    assert record.getMessage().startswith("'nope' on a bidirectional encoder removes all order information")
+
+
+def test_generate_past_the_old_window_is_quiet_until_the_declared_length():
+    """transformers' "exceeded the model's predefined maximum length" reminder reads max_position_embeddings, which
+    holds the declared length (4x the window by default), not the old window."""
+    from transformers.generation import stopping_criteria
+    from transformers.utils import logging as transformers_logging
+
+    def reminders(model, new_tokens: int) -> list[str]:
+        seen: list[str] = []
+        handler = logging.Handler()
+        handler.emit = lambda record: seen.append(record.getMessage())
+        verbosity = transformers_logging.get_verbosity()
+        transformers_logging.set_verbosity_warning()  # whatever an earlier test set
+        stopping_criteria.logger.addHandler(handler)
+        try:
+            prompt = torch.randint(3, VOCAB, (1, 4))
+            model.generate(prompt, max_new_tokens=new_tokens, do_sample=False, pad_token_id=0)
+        finally:
+            stopping_criteria.logger.removeHandler(handler)
+            transformers_logging.set_verbosity(verbosity)
+        return [message for message in seen if "predefined maximum length" in message]
+
+    model = hf_posenc.convert(tiny_gpt2(), "rope").eval()
+    assert reminders(model, 4 * WINDOW - 4) == []  # to 4x the old window
+    hf_posenc.declare_max_length(model, 3 * WINDOW + 1)  # a length no other test declares (the reminder warns once)
+    assert len(reminders(model, 3 * WINDOW + 4)) == 1  # past the declared length it says so
 
 
 def test_a_new_encoding_is_one_registered_class():

@@ -65,6 +65,18 @@ def test_sliding_window_scores_every_token_once_with_context():
     assert record["loss"] == pytest.approx(float(torch.stack(losses).mean()), rel=1e-5)
 
 
+def test_max_tokens_is_a_cap_on_the_tokens_scored():
+    model = tiny_gpt2(vocab=100)
+    docs = [torch.randint(0, 100, (n,)) for n in (70, 12, 300, 40)]  # the 12-token one is too short for a window
+    for max_tokens in (1, 7, 50, 64, 100):
+        sliding = sliding_window_perplexity(model, docs, 16, stride=8, max_tokens=max_tokens)
+        chunked = chunked_perplexity(model, docs, 16, max_tokens=max_tokens)
+        assert 0 < sliding["tokens"] <= max_tokens and chunked["tokens"] <= max(max_tokens, 15), max_tokens
+    assert sliding_window_perplexity(model, docs, 16, stride=8, max_tokens=100)["tokens"] == 100  # the budget is used
+    everything = sliding_window_perplexity(model, docs, 16, stride=8, max_tokens=10_000)["tokens"]
+    assert everything == (70 - 1) + (300 - 1) + (40 - 1)  # an ample budget scores every token once
+
+
 def test_lengths_past_the_learned_table_are_reported_not_crashed():
     model = tiny_gpt2(positions=32, vocab=100)
     docs = [torch.randint(0, 100, (200,))]

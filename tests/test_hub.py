@@ -4,9 +4,12 @@ and the pushed files loaded in a fresh process where hf_posenc cannot be importe
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -31,10 +34,12 @@ from hf_posenc.hub import (
     build_model_card,
     checkpoint_info,
     pipeline_tag_for,
+    push_folder,
     push_to_hub,
     remote_code_problems,
     save_converted,
 )
+from hf_posenc.modeling.posenc_base import registered_encodings
 
 MODELING_DIR = Path(hf_posenc.__file__).parent / "modeling"
 TOKEN = "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"
@@ -84,7 +89,8 @@ class FakeHub:
             for op in operations:
                 target = folder / op.path_in_repo
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(Path(op.path_or_fileobj).read_bytes())
+                content = op.path_or_fileobj  # a path or bytes, as HfApi accepts
+                target.write_bytes(content if isinstance(content, bytes) else Path(content).read_bytes())
             hub.commits.append({"repo_id": repo_id, "message": commit_message, "folder": folder})
             return f"https://huggingface.co/{repo_id}/commit/{len(hub.commits)}"
 
@@ -240,7 +246,7 @@ def test_card_of_a_masked_lm_without_known_licence():
     assert card.data.license is None and "license" not in card.content.split("---")[1]
     assert {"hf_posenc", "t5_bias", "posenc_bert"} <= set(card.data.tags)
     assert "AutoModelForMaskedLM" in card.text and "num_buckets=16" in card.text
-    assert "## Evaluation" not in card.text
+    assert "No evaluation was attached" in card.text and "| rope |" not in card.text and "![" not in card.text
     assert pipeline_tag_for(["PosEncBertForMultipleChoice"]) is None  # no Hub task: no pipeline_tag
     assert pipeline_tag_for(["PosEncGPT2Model"]) == "feature-extraction"
 
@@ -329,3 +335,127 @@ def test_save_converted_max_length_explicit_from_evaluation_and_learned_limit(tm
     assert not (tmp_path / "learned").exists()
     folder = save_converted(learned, tmp_path / "learned", tokenizer=tokenizer, evaluation_dir=evaluation)
     assert json.loads((folder / "config.json").read_text())["max_position_embeddings"] == 2 * WINDOW  # the table
+
+
+def test_card_follows_the_encoding_what_conversion_changes_and_its_limits():
+    """Each card says what the swap does inside the trained window (checked here against the real outputs) and the
+    encoding's own limits; no two encodings get the same text."""
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=1, n_embd=32, n_head=2, n_positions=16, vocab_size=64)
+    original = GPT2LMHeadModel(config).eval()
+    ids = torch.randint(0, 64, (1, 16))  # exactly the trained window
+    with torch.no_grad():
+        expected = original(input_ids=ids).logits
+    texts = {}
+    for name, cls in registered_encodings().items():
+        for options in [{"method": "copy"}, {"method": "interpolate"}] if name == "learned" else [{}]:
+            model = GPT2LMHeadModel(config).eval()
+            model.load_state_dict(original.state_dict())
+            hf_posenc.convert(model, name, **options)
+            text = build_model_card(model.config).text
+            with torch.no_grad():
+                unchanged = torch.allclose(model(input_ids=ids).logits, expected)
+            assert ("unchanged by the conversion" in text) == unchanged, (name, options)
+            assert ("changed by the conversion" in text.replace("unchanged by", "")) == (not unchanged), name
+            limits = cls.describe_limits(model.config.position_encoding_options, True)
+            assert limits and f"- **Limits of `{name}`**: {limits}" in text
+            texts[name, options.get("method")] = text.split("## What to expect")[1].split("## Fine-tuning")[0]
+    assert len(set(texts.values())) == len(texts)
+    assert "Hard limit: 64 positions" in texts["learned", "copy"]
+    assert "order-blind" not in texts["nope", None]  # a decoder keeps the order of its causal mask
+
+    bert, _ = tiny_bert_and_tokenizer()
+    with warnings.catch_warnings():  # the order-blind warning, however it is given
+        warnings.simplefilter("ignore")
+        hf_posenc.convert(bert, "nope")
+    assert "this encoder is order-blind" in build_model_card(bert.config).text
+    bert, _ = tiny_bert_and_tokenizer()
+    assert "this encoder is order-blind" in build_model_card(hf_posenc.convert(bert, "t5_bias").config).text
+
+
+def test_card_says_whether_the_model_was_fine_tuned_after_the_swap(tmp_path):
+    from hf_posenc.training import TrainConfig
+    from hf_posenc.training.loop import MetricsLog
+
+    def section(folder: Path) -> str:
+        return (folder / "README.md").read_text().split("## Fine-tuning after the swap")[1].split("## How to load")[0]
+
+    model = tiny_gpt2("rope")
+    assert "**None.**" in section(save_converted(model, tmp_path / "just-converted"))
+    assert "**None.**" in section(save_converted(model, tmp_path / "again"))  # saving changes no weight
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    ids = torch.randint(0, 50257, (1, 8))
+    model(input_ids=ids, labels=ids).loss.backward()
+    optimizer.step()
+    assert "Not recorded" in section(save_converted(model, tmp_path / "trained-unknown"))
+    assert "**None.**" in section(save_converted(model, tmp_path / "said-untrained", training=False))
+
+    described = {"data": "wikitext-103", "steps": 1200, "tokens": 4_915_200, "eval_loss": 3.14159, "seed": 7}
+    text = section(save_converted(model, tmp_path / "trained-dict", training=described))
+    assert "**Yes**" in text and "| data | wikitext-103 |" in text and "| optimizer steps | 1,200 |" in text
+    assert "| tokens trained on | 4,915,200 |" in text and "| held-out loss after fine-tuning | 3.142 |" in text
+    assert "| seed | 7 |" in text
+
+    run = tmp_path / "run"  # what hf_posenc.training.train writes: train_config.json and metrics.jsonl
+    run.mkdir()
+    files = [str(tmp_path / "books" / "emma.txt"), str(tmp_path / "books" / "persuasion.txt")]
+    cfg = TrainConfig(train_files=files, block_size=128, batch_size=4, learning_rate=3e-4, trainable="lora")
+    (run / "train_config.json").write_text(json.dumps(vars(cfg), indent=2, default=str) + "\n")
+    log = MetricsLog(run / "metrics.jsonl", True)
+    log.write(event="start", step=0, steps=20, trainable_parameters=10, parameters=100)
+    log.write(event="train", step=10, loss=4.0, lr=3e-4, tokens=10 * 512, tokens_per_second=1.0)
+    log.write(event="start", step=10, steps=20, trainable_parameters=10, parameters=100)  # resumed at step 10
+    log.write(event="train", step=20, loss=3.5, lr=1e-4, tokens=10 * 512, tokens_per_second=1.0)
+    log.write(event="eval", step=20, eval_loss=3.25, eval_perplexity=25.8)
+    log.write(event="end", step=20, eval_loss=3.25, seconds=12.0)
+    text = section(save_converted(model, tmp_path / "trained-run", training=run))
+    assert "| data | emma.txt, persuasion.txt |" in text and str(tmp_path) not in text  # file names, not paths
+    assert "| optimizer steps | 20 |" in text and "| tokens trained on | 10,240 |" in text
+    assert "| sequence length (tokens) | 128 |" in text and "| parameters trained | lora (r=8) |" in text
+    assert "| peak learning rate | 0.0003 |" in text and "| held-out loss after fine-tuning | 3.25 |" in text
+    with pytest.raises(FileNotFoundError, match="train_config.json"):
+        save_converted(model, tmp_path / "bad", training=tmp_path / "books")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_card_points_to_an_evaluation_without_table_or_plots(tmp_path):
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "results.json").write_text(json.dumps({"lengths": [32], "models": {}}))
+    text = (
+        save_converted(tiny_gpt2("rope"), tmp_path / "ckpt", evaluation_dir=tmp_path / "eval") / "README.md"
+    ).read_text()
+    assert "No evaluation was attached" not in text and "(evaluation/results.json)" in text
+
+
+def test_pushed_card_names_its_repo_and_never_a_local_path(tmp_path, monkeypatch):
+    hub = FakeHub(tmp_path / "hub").install(monkeypatch)
+    folder = save_converted(tiny_gpt2("alibi"), tmp_path / "saved", base_model=str(tmp_path / "my-gpt2"))
+    push_folder(folder, "me/x")
+    push_to_hub(tiny_gpt2("alibi"), "me/y", out_dir=tmp_path / "y")
+    for commit, repo in zip(hub.commits, ["me/x", "me/y"]):
+        card = ModelCard.load(commit["folder"] / "README.md")
+        assert f'from_pretrained("{repo}", trust_remote_code=True)' in card.text
+        assert f"# {repo.split('/')[1]}: alibi position encoding" in card.text
+        assert "local checkpoint" not in card.text and "path/to/this" not in card.text
+        assert str(tmp_path) not in card.content
+    assert ModelCard.load(hub.commits[0]["folder"] / "README.md").data.base_model is None  # a path is no Hub id
+    assert "`my-gpt2`" in (hub.commits[0]["folder"] / "README.md").read_text()
+    assert "path/to/this/checkpoint" in (folder / "README.md").read_text()  # the local folder is left as it was
+
+
+def test_saved_folders_have_the_usual_permissions(tmp_path):
+    def mode(path: Path) -> int:
+        return stat.S_IMODE(path.stat().st_mode)
+
+    previous = os.umask(0o022)
+    try:
+        model = tiny_gpt2("rope")
+        model.save_pretrained(tmp_path / "plain")
+        folder = save_converted(model, tmp_path / "ckpt", evaluation_dir=fake_evaluation(tmp_path / "eval"))
+        modes = {"new": mode(folder), "evaluation": mode(folder / "evaluation")}
+        modes["overwritten"] = mode(save_converted(model, folder, overwrite=True))
+    finally:
+        os.umask(previous)
+    assert mode(tmp_path / "plain") == 0o755  # what save_pretrained gives
+    assert modes == {"new": 0o755, "evaluation": 0o755, "overwritten": 0o755}

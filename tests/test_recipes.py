@@ -210,6 +210,35 @@ def test_swap_study_runs_end_to_end_on_a_tiny_setting(tmp_path, monkeypatch):
     assert "### Recovery of in-window perplexity" in markdown and "| `rope` |" in markdown
     assert (tmp_path / "study" / "gpt2_perplexity_vs_length.png").is_file()
 
+    # the models stay out of the report folder (a repository): in the cache; and no absolute path is reported
+    report = tmp_path / "study"
+    assert not (report / "models").exists() and not list(report.rglob("*.safetensors"))
+    assert list((tmp_path / "cache" / "swap_study_models").glob("study-*/gpt2/rope/model.safetensors"))
+    written = markdown + (report / "results.json").read_text()
+    assert str(tmp_path) not in written and str(ROOT) not in written and str(Path.home()) + "/" not in written
+    assert record["gpt2"]["base"].startswith("<cache>/study_base/")
+    assert record["models_dir"].startswith("<cache>/swap_study_models/study-")
+    assert record["gpt2"]["training"]["rope"]["output_dir"] == record["models_dir"] + "/gpt2/rope"
+
+
+def test_swap_study_models_dir_and_gitignore(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_POSENC_CACHE", str(tmp_path / "cache"))
+    seen = []
+    monkeypatch.setattr(swap_study.Study, "gpt2_part", lambda study: seen.append(study.models_dir))
+    for extra in ([], [], ["--models_dir", str(tmp_path / "elsewhere")]):
+        run_cli(swap_study.main, ["--out_dir", str(tmp_path / "study"), "--parts", "gpt2", "--no-progress", *extra])
+    assert seen[0] == seen[1] and seen[0].parent == tmp_path / "cache" / "swap_study_models"  # the same each time
+    assert seen[2] == tmp_path / "elsewhere"
+    other = swap_study.default_models_dir(tmp_path / "other" / "study")
+    assert other.parent == seen[0].parent and other != seen[0]  # one folder per report folder
+    assert json.loads((tmp_path / "study" / "results.json").read_text())["models_dir"] == ".../elsewhere"
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    ignored = ["results/swap_study/models/gpt2/rope/model.safetensors", "results/other/models/bert/nope/config.json"]
+    check = subprocess.run(["git", "check-ignore", "--no-index", *ignored], cwd=ROOT, capture_output=True, text=True)
+    assert check.stdout.split() == ignored
+
 
 @pytest.mark.slow
 def test_quick_setting_finishes(tmp_path):
@@ -277,3 +306,15 @@ def test_position_parameters_can_get_their_own_learning_rate():
         "transformer.h.0.mlp.c_fc.weight", "transformer.h.0.mlp.c_proj.weight",
     }  # fmt: skip
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+
+def test_eval_long_context_refuses_a_model_without_a_language_model_head(tmp_path, capsys):
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    BertModel(config).save_pretrained(tmp_path / "encoder")  # a sentence encoder: no LM head to score
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(eval_long_context.main, ["--model", str(tmp_path / "encoder"), "--out_dir", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert "has no language-model head (architectures: BertModel)" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

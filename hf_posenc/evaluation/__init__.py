@@ -6,11 +6,21 @@ For several models: evaluate each, then `write_report({name: result, ...}, lengt
 """
 
 from .bpc import bits_per_character, heldout_bpc, unigram_bpc
-from .limits import describe, is_causal_lm, max_context, trained_context_length
+from .limits import describe, is_causal_lm, lm_objective, max_context, trained_context_length
 from .long_context import evaluate_long_context, tokenize_documents
 from .passkey import build_prompt, passkey_retrieval
 from .perplexity import chunked_perplexity, masked_lm_loss, sliding_window_perplexity
-from .report import markdown_table, measurement, write_report
+
+_REPORT = ("markdown_table", "measurement", "write_report")  # need matplotlib (hf_posenc[train]): loaded on first use
+
+
+def __getattr__(name: str):
+    if name in _REPORT:
+        from . import report
+
+        return getattr(report, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "bits_per_character",
@@ -20,6 +30,7 @@ __all__ = [
     "evaluate_long_context",
     "heldout_bpc",
     "is_causal_lm",
+    "lm_objective",
     "markdown_table",
     "masked_lm_loss",
     "max_context",

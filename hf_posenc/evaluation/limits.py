@@ -18,6 +18,17 @@ def is_causal_lm(model: nn.Module) -> bool:
     return bool(can_generate()) if callable(can_generate) else False
 
 
+def lm_objective(model: nn.Module) -> str | None:
+    """What the evaluation measures: "causal" for a causal LM, "masked" for a masked LM (`*ForMaskedLM`), None for
+    a model without a language-model head (`BertModel`, a classification head, `BertForPreTraining`'s two heads)."""
+    get_head = getattr(model, "get_output_embeddings", None)
+    if not callable(get_head) or get_head() is None:
+        return None
+    if is_causal_lm(model):
+        return "causal"
+    return "masked" if type(model).__name__.endswith("ForMaskedLM") else None
+
+
 def max_context(model: nn.Module) -> int | None:
     """The longest input `model` can encode, or None when its positions have no hard limit."""
     config = model.config

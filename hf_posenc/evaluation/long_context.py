@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -9,10 +11,18 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .limits import describe, is_causal_lm
+from .limits import describe, lm_objective
 from .passkey import passkey_retrieval
 from .perplexity import chunked_perplexity, masked_lm_loss, safely, sliding_window_perplexity
-from .report import write_report
+
+logger = logging.getLogger(__name__)
+
+NO_LM_HEAD = (
+    "{name} has no language-model head, and this evaluation needs one: a causal LM (e.g. GPT2LMHeadModel: perplexity "
+    "and passkey retrieval) or a masked LM (e.g. BertForMaskedLM: masked-LM loss). Embedding evaluation of an encoder "
+    "without a head is not available in hf-posenc eval yet; to score an encoder here, give it a masked-LM head "
+    "(recipes/finetune_mlm.py trains one) and evaluate that checkpoint."
+)
 
 
 def tokenize_documents(tokenizer: Any, texts: list[str]) -> list[torch.Tensor]:
@@ -45,11 +55,13 @@ def evaluate_long_context(
 ) -> dict[str, Any]:
     """Evaluate `model` on held-out `texts` at each context length in `lengths`.
 
-    Causal LMs get perplexity on non-overlapping chunks and with a sliding window (`stride` tokens scored per
-    window, default half the length), the loss by position, and passkey retrieval. Masked LMs get the masked-LM
-    loss (15% of tokens masked, fixed seed). At most `max_tokens` tokens are scored per length and mode. A length
-    the model cannot encode is recorded with status "unsupported" instead of failing. With `out_dir`, writes
-    results.json, results.md and PNG plots there.
+    Causal LMs get perplexity on non-overlapping chunks and (unless `sliding=False`) with a sliding window (`stride`
+    tokens scored per window, default half the length), the loss by position, and passkey retrieval. Masked LMs get
+    the masked-LM loss (15% of tokens masked, fixed seed); a model with neither head (e.g. `BertModel`) raises
+    ValueError. At most `max_tokens` tokens are scored per length and mode, except that a length longer than that
+    still scores one chunk of that length. A length the model cannot encode is recorded with status "unsupported"
+    instead of failing. With `out_dir`, writes results.json, results.md and PNG plots there (results.json alone
+    without matplotlib).
 
     Returns {"model": {...}, "objective": "causal"|"masked", "lengths", "stride",
     "perplexity": [{"length", "mode", "status", "loss", "perplexity", "tokens", ...}], "passkey": {...} | None}.
@@ -59,10 +71,15 @@ def evaluate_long_context(
         raise ValueError(f"lengths must be integers >= 2, got {lengths!r}.")
     if not texts or not any(t.strip() for t in texts):
         raise ValueError("No evaluation text: texts is empty.")
+    objective = lm_objective(model)
+    if objective is None:
+        raise ValueError(NO_LM_HEAD.format(name=type(model).__name__))
+    if objective == "masked" and getattr(tokenizer, "mask_token_id", None) is None:
+        raise ValueError("The masked-LM evaluation needs a tokenizer with a mask token; this one has none.")
     was_training = model.training
     model.eval()
     documents = tokenize_documents(tokenizer, texts)
-    causal = is_causal_lm(model)
+    causal = objective == "causal"
     records: list[dict[str, Any]] = []
     jobs: list[tuple] = []
     for length in lengths:
@@ -93,5 +110,24 @@ def evaluate_long_context(
         "passkey": passkey_result,
     }
     if out_dir is not None:
-        write_report({name: result}, lengths, out_dir, title=f"Long-context evaluation: {name}")
+        save_report({name: result}, lengths, out_dir, title=f"Long-context evaluation: {name}")
     return result
+
+
+def save_report(results: dict[str, dict[str, Any]], lengths: list[int], out_dir: str | Path, title: str) -> None:
+    """`write_report` (results.json, results.md, plots); without matplotlib, results.json alone and a warning."""
+    try:
+        from .report import write_report
+    except ModuleNotFoundError as error:
+        if error.name != "matplotlib":
+            raise
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps({"lengths": lengths, "models": results}, indent=2) + "\n")
+        logger.warning(
+            "matplotlib is not installed, so %s has results.json but no results.md or plots; "
+            "pip install 'hf_posenc[train]' draws them.",
+            out,
+        )
+        return
+    write_report(results, lengths, out_dir, title=title)

@@ -97,7 +97,8 @@ def sliding_window_perplexity(
     model: nn.Module, documents: list[torch.Tensor], length: int, stride: int | None = None, max_tokens: int = 32768
 ) -> dict[str, Any]:
     """Perplexity with a sliding window (the transformers perplexity guide): each window of `length` tokens
-    scores only the `stride` tokens not scored before, so every token sees up to `length - stride` of context."""
+    scores only the `stride` tokens not scored before, so every token sees up to `length - stride` of context.
+    At most `max_tokens` tokens are scored in all, shared evenly across the documents at least `length` long."""
     stride = stride or max(1, length // 2)
     unsupported = _unsupported(model, length, "sliding")
     if unsupported:
@@ -110,16 +111,18 @@ def sliding_window_perplexity(
         )
     device = _device(model)
     total_nll, total_tokens = 0.0, 0
-    budget = max(stride, max_tokens // max(1, sum(doc.numel() >= length for doc in documents)))
-    for doc in documents:
-        if doc.numel() < length:
-            continue
+    eligible = [doc for doc in documents if doc.numel() >= length]
+    for index, doc in enumerate(eligible):
+        # an even share of what is left (a short document leaves the rest of its share to the next ones)
+        quota = (max_tokens - total_tokens) // (len(eligible) - index)
         scored, previous_end = 0, 0
         for begin in range(0, doc.numel() - 1, stride):
+            if scored >= quota:
+                break
             end = min(begin + length, doc.numel())
-            target_length = end - previous_end
+            # the first token of a document has no context; the last window of a document's share scores fewer tokens
+            target_length = min(end - previous_end, end - begin - 1, quota - scored)
             ids = doc[begin:end].to(device)[None]
-            target_length = min(target_length, ids.shape[1] - 1)  # the first token of a document has no context
             logits = model(input_ids=ids, use_cache=False, logits_to_keep=target_length + 1).logits
             losses = next_token_losses(logits, ids[:, -(target_length + 1) :])
             count = losses.numel()
@@ -127,7 +130,7 @@ def sliding_window_perplexity(
             total_tokens += count
             scored += count
             previous_end = end
-            if end == doc.numel() or scored >= budget:
+            if end == doc.numel():
                 break
     loss = total_nll / max(1, total_tokens)
     return _record(length, "sliding", "ok", stride=stride, loss=loss, perplexity=math.exp(loss), tokens=total_tokens)

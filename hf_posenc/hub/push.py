@@ -10,6 +10,7 @@ from typing import Any
 
 from huggingface_hub import CommitOperationAdd, HfApi
 
+from .card import card_for_repo
 from .save import save_converted
 
 
@@ -33,13 +34,23 @@ def push_folder(
     token: str | None = None,
     commit_message: str | None = None,
 ) -> str:
-    """Create `repo_id` if needed and upload every file under `folder` in one commit. Returns the commit URL."""
+    """Create `repo_id` if needed and upload every file under `folder` in one commit. Returns the commit URL.
+
+    The uploaded model card names `repo_id` in its title and load snippets, also when the folder was saved without
+    a repo id or for another one (the local README.md is left as it is)."""
     folder = Path(folder).resolve()
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not _hidden(p.relative_to(folder)))
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"{folder} has no config.json: not a saved checkpoint.")
     api = HfApi(token=token)
     operations = [CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(), path_or_fileobj=p) for p in files]
+    card = folder / "README.md"
+    if card.is_file():
+        text = card.read_text(encoding="utf-8")
+        named = card_for_repo(text, repo_id)
+        if named != text:
+            index = next(i for i, op in enumerate(operations) if op.path_in_repo == "README.md")
+            operations[index] = CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=named.encode("utf-8"))
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
         info = api.create_commit(
@@ -63,8 +74,11 @@ def push_to_hub(
     private: bool | None = None,
     token: str | None = None,
     overwrite: bool = False,
+    training: bool | dict[str, Any] | str | Path | None = None,
 ) -> str:
     """Save `model` with its model card to `out_dir` (default: `./<repo name>`), then upload that folder.
+
+    `training`: whether and how the model was fine-tuned after the swap, for the card (see `save_converted`).
 
     If the upload fails, the saved folder stays and `UploadError` says how to retry.
     """
@@ -78,6 +92,7 @@ def push_to_hub(
         evaluation_dir=evaluation_dir,
         repo_id=repo_id,
         overwrite=overwrite,
+        training=training,
     )
     return push_folder(folder, repo_id, private=private, token=token)
 

@@ -5,13 +5,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..convert import check_max_length, declared_max_length, default_max_length, position_limit
+from ..convert import (
+    check_max_length,
+    declared_max_length,
+    default_max_length,
+    position_limit,
+    unchanged_since_conversion,
+)
 from ..modeling.posenc_base import PositionEncodingError
 from .card import EVALUATION_DIR, build_model_card
 
@@ -29,8 +36,15 @@ def save_converted(
     evaluation_dir: str | Path | None = None,
     repo_id: str | None = None,
     overwrite: bool = False,
+    training: bool | dict[str, Any] | str | Path | None = None,
 ) -> Path:
     """Write weights, config, remote code, tokenizer, evaluation files and a model card (README.md) to `out_dir`.
+
+    `training` tells the card whether the model was fine-tuned after the swap: False (not), True, a dict (`data`,
+    `steps`, `tokens`, `block_size`, `trainable`, `learning_rate`, `eval_loss`, ...) or the output folder of an
+    hf_posenc training run (its train_config.json and metrics.jsonl are read); see `hf_posenc.hub.training_record`.
+    Without it, a model converted in this process whose weights have not changed since is recorded as not
+    fine-tuned, and any other model as not recorded.
 
     The declared maximum length (`saved_max_length`) goes into the saved config's position limit and the saved
     tokenizer's `model_max_length`; `model` and `tokenizer` themselves are left as they were.
@@ -46,7 +60,9 @@ def save_converted(
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} already exists and is not empty; choose another folder or overwrite it.")
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    if training is None and unchanged_since_conversion(model):
+        training = False
+    staging = _new_folder(out.parent, f".{out.name}.partial-")
     try:
         with _temporarily(config, "max_position_embeddings", declared):
             model.save_pretrained(staging)
@@ -54,7 +70,12 @@ def save_converted(
                 save_tokenizer(tokenizer, staging, declared)
             evaluation = _copy_evaluation(Path(evaluation_dir), staging / EVALUATION_DIR) if evaluation_dir else None
             card = build_model_card(
-                config, base_model=base_model, license=license, repo_id=repo_id, evaluation_dir=evaluation
+                config,
+                base_model=base_model,
+                license=license,
+                repo_id=repo_id,
+                evaluation_dir=evaluation,
+                training=training,
             )
         card.save(staging / "README.md")
         _move_into_place(staging, out)
@@ -122,6 +143,18 @@ def _temporarily(target: Any, name: str, value: Any) -> Iterator[None]:
         yield
     finally:
         setattr(target, name, saved)
+
+
+def _new_folder(parent: Path, prefix: str) -> Path:
+    """A new, uniquely named folder made like `save_pretrained` makes its own (mode 0777 less the umask: usually
+    0755), unlike `tempfile.mkdtemp` (0700), since it becomes the checkpoint folder."""
+    while True:
+        path = parent / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
 
 
 def _copy_evaluation(source: Path, target: Path) -> Path:

@@ -30,6 +30,10 @@ class ALiBi(PositionEncoding):
     kind = "bias"
     relative = True
     description = "Linear per-head distance penalty on the attention scores (causal or symmetric), no parameters."
+    limits = (
+        "No hard length limit. The fixed penalty grows linearly with distance, so distant tokens get little "
+        "attention at any length."
+    )
     options = {}
     backends = SCORE_BACKENDS
     float32_buffers = ("slopes",)

@@ -18,6 +18,10 @@ class LearnedEncoding(PositionEncoding):
     kind = "input"
     relative = False
     description = "Learned absolute table extended to max_positions by tiling (copy) or linear interpolation."
+    limits = (
+        "Hard limit: {max_positions} positions (the rows of the table); a longer input is an error. Rows past the "
+        "trained window are filled by '{method}' and mean little until the model is fine-tuned at those lengths."
+    )
     options = {
         "max_positions": Option(None, "Rows of the extended table (default: 4x the trained window)."),
         "method": Option("copy", "How new rows are filled: 'copy' tiles the old table, 'interpolate' stretches it."),
@@ -36,6 +40,10 @@ class LearnedEncoding(PositionEncoding):
         if options["method"] not in METHODS:
             raise PositionEncodingError(f"Option 'method' must be one of {METHODS}, got {options['method']!r}.")
         return options
+
+    @classmethod
+    def keeps_trained_window(cls, options: dict[str, Any]) -> bool:
+        return options.get("method") == "copy"  # the first rows are the old table, bit for bit
 
     def __init__(self, options: dict[str, Any], info: ModelInfo):
         super().__init__(options, info)

@@ -28,6 +28,10 @@ class RotaryEncoding(PositionEncoding):
     kind = "rotary"
     relative = True
     description = "Rotary position embedding on q and k (any transformers rope_type for scaling)."
+    limits = (
+        "No hard length limit. Past the trained window the rotation angles are new to the model: quality there "
+        "depends on fine-tuning at longer lengths (or on RoPE scaling)."
+    )
     options = {
         "theta": Option(10000.0, "RoPE base (rope_theta)."),
         "partial_rotary_factor": Option(1.0, "Fraction of each head's dimensions that rotate (the rest pass through)."),

@@ -23,6 +23,10 @@ class SinusoidalEncoding(PositionEncoding):
     kind = "input"
     relative = False
     description = "Fixed sinusoidal absolute positions added to the token embeddings, no length limit."
+    limits = (
+        "No hard length limit, but positions are absolute: past the trained window the model meets positions it "
+        "was not fine-tuned on."
+    )
     options = {
         "base": Option(10000.0, "Wavelength base of the sine/cosine table."),
         "scale": Option(

@@ -31,6 +31,14 @@ class T5RelativeBias(PositionEncoding):
     backends = SCORE_BACKENDS
 
     @classmethod
+    def describe_limits(cls, options: dict[str, Any], causal: bool) -> str:
+        blind = "" if causal else " and this encoder is order-blind"
+        return (
+            f"No hard length limit; distances of {options['max_distance']} tokens or more share one bucket. The bias "
+            f"is learned from zero: until the model is fine-tuned it adds no position information{blind}."
+        )
+
+    @classmethod
     def check_options(cls, options: dict[str, Any], info: ModelInfo) -> dict[str, Any]:
         buckets, max_distance = options["num_buckets"], options["max_distance"]
         minimum = 2 if info.causal else 4

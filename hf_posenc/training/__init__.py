@@ -1,6 +1,6 @@
 """Training helpers shared by the recipes: settings, data (load, tokenise, pack), model preparation, the loop."""
 
-from .config import TrainConfig, build_parser, parse_config
+from .config import TrainConfig, build_parser, parse_config, silence_progress_bars
 from .data import CausalCollator, MaskedCollator, TextData, load_documents, tokenize_and_pack
 from .errors import RecipeError, run_cli
 from .loop import latest_checkpoint, train
@@ -22,6 +22,7 @@ __all__ = [
     "parse_config",
     "run_cli",
     "select_trainable",
+    "silence_progress_bars",
     "tokenize_and_pack",
     "train",
 ]

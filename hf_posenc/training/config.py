@@ -54,7 +54,9 @@ class TrainConfig:
     record_batches: bool = field(default=False, metadata={"help": "Write the block ids each process trained on."})
     seed: int = field(default=0, metadata={"help": "Random seed."})
     cpu: bool = field(default=False, metadata={"help": "Train on CPU even when a GPU is present."})
-    progress: bool = field(default=True, metadata={"help": "Show a tqdm progress bar."})
+    progress: bool = field(
+        default=True, metadata={"help": "Show progress bars (--no-progress also hides transformers' and datasets')."}
+    )
 
     def options(self) -> dict[str, Any]:
         """The parsed --encoding_options."""
@@ -102,6 +104,16 @@ def build_parser(description: str, defaults: dict[str, Any] | None = None) -> ar
     return parser
 
 
+def silence_progress_bars() -> None:
+    """Hide transformers' progress bars (loading, downloads) and datasets' (load_dataset, map) for this process:
+    what --no-progress asks for, beyond the recipes' own training bar."""
+    import datasets
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+
+
 def parse_config(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[TrainConfig, dict[str, Any]]:
     """Parse flags; keys of --config fill in whatever the command line did not set.
 
@@ -128,6 +140,8 @@ def parse_config(parser: argparse.ArgumentParser, argv: list[str] | None) -> tup
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     extras = {key: value for key, value in args.items() if key not in fields}
     cfg = TrainConfig(**{key: value for key, value in args.items() if key in fields}).check()
+    if not cfg.progress:
+        silence_progress_bars()
     from accelerate import PartialState
 
     PartialState(cpu=cfg.cpu)  # the process state, before data preparation waits on it (see data.main_process_first)
