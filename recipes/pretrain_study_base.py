@@ -1,9 +1,9 @@
 """Pretrain the swap study's base: a small GPT-2 with a learned absolute position table, a 4k byte-level BPE
 trained on the training books, and a fixed fraction of passkey retrieval blocks mixed into the text blocks.
 
-    python recipes/pretrain_study_base.py --config recipes/configs/study_base.yaml --output_dir /work/runs/study_base
+    python recipes/pretrain_study_base.py --config recipes/configs/study_base.yaml --output_dir outputs/study_base
     # interrupted? the same command plus --resume_from_checkpoint latest
-    # report for a checkpoint: --evaluate_only /work/runs/study_base/checkpoints/step_0000500
+    # report for a checkpoint: --evaluate_only outputs/study_base/checkpoints/step_0000500
 
 At the end it writes output_dir/base_report.json: held-out in-window bpc and perplexity, the unigram baseline,
 perplexity with the position table zeroed, and passkey accuracy at the window. Held-out books are only evaluated.
@@ -11,6 +11,7 @@ perplexity with the position table zeroed, and passkey accuracy at the window. H
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import shlex
@@ -50,6 +51,15 @@ def build_study_parser():
     parser.add_argument("--vocab_size", type=int, default=4096, help="Byte-level BPE vocabulary size.")
     parser.add_argument("--retrieval_fraction", type=float, default=0.1, help="Fraction of blocks that are passkeys.")
     parser.add_argument("--retrieval_seed", type=int, default=1234, help="Seed of the training passkeys.")
+    parser.add_argument(
+        "--copy_fraction", type=float, default=0.0, help="Fraction of blocks that repeat a random token sequence."
+    )
+    parser.add_argument(
+        "--retrieval_packed",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="Fill each retrieval block with further passkey prompts (after an EOS) while one fits.",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads.")
     parser.add_argument("--report_windows", type=int, default=64, help="Held-out windows per book in the report.")
     parser.add_argument("--passkey_trials", type=int, default=8, help="Passkey trials per depth in the report.")
@@ -167,7 +177,13 @@ def pretrain_study_base(cfg: TrainConfig, extras: dict[str, Any]) -> dict[str, A
     tokenizer = study_tokenizer(out, extras["vocab_size"], bool(cfg.resume_from_checkpoint))
     data = tokenize_and_pack(load_documents(), tokenizer, cfg.block_size, max_eval_blocks=cfg.max_eval_blocks)
     train_set, mix = mix_retrieval(
-        data.train, tokenizer, cfg.block_size, extras["retrieval_fraction"], extras["retrieval_seed"]
+        data.train,
+        tokenizer,
+        cfg.block_size,
+        extras["retrieval_fraction"],
+        extras["retrieval_seed"],
+        packed=extras["retrieval_packed"],
+        copy_fraction=extras["copy_fraction"],
     )
     config = GPT2Config(
         vocab_size=len(tokenizer),

@@ -87,3 +87,48 @@ def test_mixture_fraction_is_exact(tokenizer):
     assert len(mixed) == 100 and summary["retrieval_blocks"] == 10 and summary["actual_fraction"] == 0.1
     assert sorted(int(b) for b in mixed["block"]) == list(range(100))
     assert all(len(row) == 192 for row in mixed["input_ids"])
+
+
+def test_packed_blocks_hold_several_whole_prompts(tokenizer):
+    blocks = retrieval_blocks(tokenizer, 1024, num_text_blocks=90, fraction=0.1, seed=7, packed=True)
+    assert any(len(b["keys"]) > 1 for b in blocks)
+    for block in blocks:
+        text = tokenizer.decode(block["input_ids"])
+        assert len(block["input_ids"]) == 1024
+        for key in block["keys"]:  # twice in the key sentence, once as the answer
+            assert text.count(str(key)) == 3
+
+
+def test_mixture_with_copy_blocks_keeps_both_fractions(tokenizer):
+    import datasets
+
+    from hf_posenc.training.retrieval_mix import copy_blocks
+
+    text_blocks = datasets.Dataset.from_dict({"input_ids": [[5] * 192] * 80, "block": list(range(80))})
+    mixed, summary = mix_retrieval(text_blocks, tokenizer, 192, fraction=0.1, seed=3, copy_fraction=0.1)
+    assert len(mixed) == 100 and summary["retrieval_blocks"] == 10 and summary["copy_blocks"] == 10
+    for block in copy_blocks(tokenizer, 192, 5, seed=3):
+        span = next(n for n in range(8, 65) if block[n:] == block[:-n])  # the block repeats its first n tokens
+        assert len(block) == 192 and len(set(block[:span])) > 1
+        assert not set(block) & set(tokenizer.all_special_ids)
+
+
+def test_the_shipped_base_loads_and_reads_its_positions():
+    import json
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hf_posenc.data import study_base_dir, texts
+
+    folder = study_base_dir()
+    assert (folder / "model.safetensors").stat().st_size < 25_000_000
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert type(model).__name__ == "GPT2LMHeadModel" and model.config.n_positions == 256 and len(tokenizer) == 4096
+    report = json.loads((folder / "base_report.json").read_text())
+    scored = heldout_bpc(model, tokenizer, texts("eval"), window=256, max_windows_per_text=4)
+    assert scored["bpc"] < 0.8 * report["unigram_bpc"]  # it has learned language, far below a unigram model
+    with torch.no_grad():
+        model.transformer.wpe.weight.zero_()
+    zeroed = heldout_bpc(model, tokenizer, texts("eval"), window=256, max_windows_per_text=4)
+    assert zeroed["perplexity"] > 1.1 * scored["perplexity"]  # and it relies on its learned position table

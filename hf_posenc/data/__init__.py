@@ -43,6 +43,13 @@ def tokenizer_dir() -> Path:
     return Path(str(resources.files(__package__).joinpath("tokenizer")))
 
 
+def study_base_dir() -> Path:
+    """Folder of the shipped study base: a GPT-2 (4 x 256, 256 learned positions, 4k byte-level BPE) pretrained on
+    the training books by `recipes/pretrain_study_base.py`; `from_pretrained` loads it. Its README gives the command,
+    the log and the measured quality."""
+    return Path(str(resources.files(__package__).joinpath("study_base")))
+
+
 def cache_dir() -> Path:
     """Where hf_posenc caches derived files (converted tokenizer, pretrained study base): $HF_POSENC_CACHE or
     ~/.cache/hf_posenc."""

@@ -20,11 +20,25 @@ from ..evaluation.passkey import build_prompt
 DEFAULT_SEED = 1234  # the evaluation draws its keys from random.Random(0)
 
 
-def retrieval_count(num_text_blocks: int, fraction: float) -> int:
-    """How many retrieval blocks make `fraction` of all blocks (text + retrieval), rounded to the nearest block."""
-    if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"The retrieval fraction must be in [0, 1), got {fraction}.")
-    return int(round(num_text_blocks * fraction / (1.0 - fraction)))
+def retrieval_count(num_text_blocks: int, fraction: float, other: float = 0.0) -> int:
+    """How many blocks make `fraction` of all blocks (text + these + `other`'s share), rounded to the nearest block."""
+    if not 0.0 <= fraction < 1.0 or not 0.0 <= other < 1.0 - fraction:
+        raise ValueError(f"The mixture fractions must be >= 0 and sum to less than 1, got {fraction} and {other}.")
+    return int(round(num_text_blocks * fraction / (1.0 - fraction - other)))
+
+
+def copy_blocks(tokenizer: Any, block_size: int, count: int, seed: int = DEFAULT_SEED) -> list[list[int]]:
+    """`count` blocks that each repeat one random token sequence (8-64 ordinary tokens, uniform over the vocabulary)
+    until the block is full: everything after the first copy is predictable only by looking back and copying, the
+    in-context lookup that passkey retrieval needs (the "repeated random tokens" task that forms induction heads)."""
+    rng = random.Random(seed + 1)  # independent of the passkeys' draws
+    special = set(tokenizer.all_special_ids)
+    ordinary = [i for i in range(len(tokenizer)) if i not in special]
+    blocks = []
+    for _ in range(count):
+        span = [rng.choice(ordinary) for _ in range(rng.randint(8, 64))]
+        blocks.append((span * (block_size // len(span) + 1))[:block_size])
+    return blocks
 
 
 def shortest_prompt(tokenizer: Any, max_length: int) -> int:
@@ -42,6 +56,8 @@ def retrieval_blocks(
     fraction: float = 0.1,
     seed: int = DEFAULT_SEED,
     filler: Sequence[int] | None = None,
+    packed: bool = False,
+    other: float = 0.0,
 ) -> list[dict[str, Any]]:
     """`retrieval_count(num_text_blocks, fraction)` passkey blocks of exactly `block_size` tokens.
 
@@ -52,12 +68,18 @@ def retrieval_blocks(
     eos = tokenizer.eos_token_id
     low = max(block_size // 4, shortest_prompt(tokenizer, block_size))
     blocks = []
-    for _ in range(retrieval_count(num_text_blocks, fraction)):
+    for _ in range(retrieval_count(num_text_blocks, fraction, other)):
         length, depth, key = rng.randint(low, block_size), rng.random(), rng.randint(10000, 99999)
         built = build_prompt(tokenizer, length, depth, key)
         assert built is not None  # length >= the shortest prompt
         prompt, answer = built
         ids = prompt + answer
+        keys = [key]
+        while packed and block_size - len(ids) - 1 >= low:  # more prompts after an EOS while one still fits
+            more_length, more_key = rng.randint(low, block_size - len(ids) - 1), rng.randint(10000, 99999)
+            more_prompt, more_answer = build_prompt(tokenizer, more_length, rng.random(), more_key)
+            ids += [eos, *more_prompt, *more_answer]
+            keys.append(more_key)
         room = block_size - len(ids)
         if room > 0:
             ids.append(eos)
@@ -68,16 +90,30 @@ def retrieval_blocks(
             else:
                 ids.extend([eos] * room)
         blocks.append(
-            {"input_ids": ids, "key": key, "length": len(prompt) + len(answer), "depth": depth, "answer": answer}
+            {
+                "input_ids": ids,
+                "key": key,
+                "length": len(prompt) + len(answer),
+                "depth": depth,
+                "answer": answer,
+                "keys": keys,
+            }
         )
     return blocks
 
 
 def mix_retrieval(
-    train_set: Any, tokenizer: Any, block_size: int, fraction: float = 0.1, seed: int = DEFAULT_SEED
+    train_set: Any,
+    tokenizer: Any,
+    block_size: int,
+    fraction: float = 0.1,
+    seed: int = DEFAULT_SEED,
+    packed: bool = False,
+    copy_fraction: float = 0.0,
 ) -> tuple[Any, dict[str, Any]]:
     """`train_set` (a datasets.Dataset of text blocks, "input_ids" and "block") plus its retrieval blocks, filled
-    with text from `train_set` itself. The training loop shuffles blocks, so retrieval blocks spread evenly.
+    with text from `train_set` itself, and `copy_fraction` of repeated-random-sequence blocks (`copy_blocks`).
+    The training loop shuffles blocks, so both kinds spread evenly.
 
     Returns the mixed dataset (torch format) and a summary for the run's config.
     """
@@ -85,10 +121,13 @@ def mix_retrieval(
 
     text = train_set.with_format(None)
     stream = [token for row in text["input_ids"] for token in row]
-    blocks = retrieval_blocks(tokenizer, block_size, len(text), fraction, seed, filler=stream)
+    blocks = retrieval_blocks(
+        tokenizer, block_size, len(text), fraction, seed, filler=stream, packed=packed, other=copy_fraction
+    )
+    copies = copy_blocks(tokenizer, block_size, retrieval_count(len(text), copy_fraction, fraction), seed)
+    rows = [b["input_ids"] for b in blocks] + copies
     extra = datasets.Dataset.from_dict(
-        {"input_ids": [b["input_ids"] for b in blocks], "block": list(range(len(text), len(text) + len(blocks)))},
-        features=text.features,
+        {"input_ids": rows, "block": list(range(len(text), len(text) + len(rows)))}, features=text.features
     )
     mixed = datasets.concatenate_datasets([text, extra]).with_format("torch")
     summary = {
@@ -97,6 +136,14 @@ def mix_retrieval(
         "text_blocks": len(text),
         "retrieval_blocks": len(blocks),
         "actual_fraction": len(blocks) / max(1, len(mixed)),
-        "format": "one passkey prompt + answer per block (evaluation format), then EOS and training text",
+        "copy_fraction": copy_fraction,
+        "copy_blocks": len(copies),
+        "actual_copy_fraction": len(copies) / max(1, len(mixed)),
+        "format": (
+            "passkey prompts + answers (evaluation format) separated by EOS while one fits, then EOS and training text"
+            if packed
+            else "one passkey prompt + answer per block (evaluation format), then EOS and training text"
+        ),
+        "prompts": sum(len(b["keys"]) for b in blocks),
     }
     return mixed, summary
