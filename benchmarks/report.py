@@ -195,8 +195,8 @@ def write_markdown(path: Path, meta: dict, settings: Settings, rows: list[dict],
         "events from `torch.profiler`; CUDA: `max_memory_allocated`).",
         "",
         "Speed = original time / converted time (forward, train step, prefill: higher is better); latency = "
-        "converted / original per decoded token with the KV cache, each step given its position_ids as `generate` "
-        "gives them (lower is better); in brackets the range of that ratio over the rounds; mem = converted / original "
+        "converted / original per decoded token with the KV cache (lower is better); in brackets the range of that "
+        "ratio over the rounds; mem = converted / original "
         f"peak memory (lower is better). ✓/✗: the issue's CPU {TARGET_BACKEND} targets "
         "(rope: forward >= 0.98, train >= 0.97, decode <= 1.03, memory <= 1.03; t5_bias and alibi: >= 0.97, "
         ">= 0.95, <= 1.05, <= 1.05).",
@@ -265,26 +265,37 @@ def plot(path: Path | None, rows: list[dict], settings: Settings):
         latency_items = [(f"{label}\nlatency", label, "ratio") for label in labels if kind[label] == "latency"]
         memory_items = [(f"{label}\nmemory", label, "memory_ratio") for label in labels if kind[label] == "throughput"]
         panels.append((backend, mine, speed_items, latency_items, memory_items))
-    widths = [max(len(panels[0][2]), 1), max(len(panels[0][3]) + len(panels[0][4]), 1)] if panels else [1, 1]
+    # a run without forward/train/prefill (or without decode and memory) gets no empty panel
+    columns = [
+        name
+        for name, present in (("speed", any(p[2] for p in panels)), ("cost", any(p[3] or p[4] for p in panels)))
+        if present
+    ] or ["speed"]
+    first = panels[0] if panels else (None, [], [], [], [])
+    sizes = {"speed": len(first[2]), "cost": len(first[3]) + len(first[4])}
     fig, axes = plt.subplots(
         max(len(backends), 1),
-        2,
-        figsize=(15, 3.8 * max(len(backends), 1) + 0.5),
+        len(columns),
+        figsize=(15 if len(columns) == 2 else 9, 3.8 * max(len(backends), 1) + 0.5),
         squeeze=False,
         layout="constrained",
-        gridspec_kw={"width_ratios": widths},
+        gridspec_kw={"width_ratios": [max(sizes[c], 1) for c in columns]},
     )
-    for (speed_ax, cost_ax), (backend, mine, speed_items, latency_items, memory_items) in zip(axes, panels):
-        bars(speed_ax, mine, settings.encodings, speed_items)
-        speed_ax.set_title(f"{backend}: speed (forward, train step, prefill)")
-        speed_ax.set_ylabel("original time / converted time\n↑ higher is better")
-        bars(cost_ax, mine, settings.encodings, latency_items + memory_items)
-        if latency_items and memory_items:
-            cost_ax.axvline(len(latency_items) - 0.5, color="grey", linestyle="--", linewidth=1)
-        cost_ax.set_title(f"{backend}: cost (decode latency per token | peak memory)")
-        cost_ax.set_ylabel("converted / original\n↓ lower is better")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside upper center", ncol=max(len(labels), 1), title="converted to")
+    for row_axes, (backend, mine, speed_items, latency_items, memory_items) in zip(axes, panels):
+        for ax, column in zip(row_axes, columns):
+            if column == "speed":
+                bars(ax, mine, settings.encodings, speed_items)
+                ax.set_title(f"{backend}: speed (forward, train step, prefill)")
+                ax.set_ylabel("original time / converted time\n↑ higher is better")
+                continue
+            bars(ax, mine, settings.encodings, latency_items + memory_items)
+            if latency_items and memory_items:
+                ax.axvline(len(latency_items) - 0.5, color="grey", linestyle="--", linewidth=1)
+            ax.set_title(f"{backend}: cost (decode latency per token | peak memory)")
+            ax.set_ylabel("converted / original\n↓ lower is better")
+    handles, labels = axes[0, -1].get_legend_handles_labels()
+    ncol = max(len(labels), 1) if len(columns) == 2 else max(min(len(labels), 4), 1)  # fits the figure's width
+    fig.legend(handles, labels, loc="outside upper center", ncol=ncol, title="converted to")
     if path is not None:
         fig.savefig(path, dpi=100)
     plt.close(fig)

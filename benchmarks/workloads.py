@@ -81,20 +81,19 @@ def _prefill(model: nn.Module, input_ids: torch.Tensor) -> Callable[[], None]:
 
 
 def _decode(model: nn.Module, input_ids: torch.Tensor, steps: int) -> Callable[[], None]:
-    """Greedy-free decode: `steps` single-token forwards on a KV cache that ends at `seq_len` tokens, each given its
-    `position_ids` as `generate` gives them."""
-    prompt = input_ids[:, :-steps]
+    """Greedy-free decode: `steps` single-token forwards on a KV cache that ends at `seq_len` tokens (positions
+    counted by the model, as `generate` leaves them to the bias encodings)."""
+    prompt, next_tokens = input_ids[:, :-steps], input_ids[:, -steps:]
     cache = DynamicCache(config=model.config)
-    prompt_length = prompt.shape[1]
-    positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand(input_ids.shape[0], -1)
     with torch.no_grad():
-        model(prompt, cache=cache, use_cache=True, position_ids=positions[:, :prompt_length], logits_to_keep=1)
+        model(prompt, cache=cache, use_cache=True, logits_to_keep=1)
+    prompt_length = prompt.shape[1]
 
     def run() -> None:
         cache.crop(prompt_length - cache.get_seq_length())  # back to the prompt: a negative count removes
         with torch.no_grad():
-            for i in range(prompt_length, input_ids.shape[1]):
-                model(input_ids[:, i : i + 1], cache=cache, use_cache=True, position_ids=positions[:, i : i + 1])
+            for i in range(steps):
+                model(next_tokens[:, i : i + 1], cache=cache, use_cache=True)
 
     return run
 

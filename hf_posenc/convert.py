@@ -5,6 +5,7 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
+import torch
 from torch import nn
 
 from .families import FAMILIES
@@ -84,10 +85,14 @@ def convert(model: nn.Module, encoding: str, *, max_length: int | None = None, *
 CONVERTED_WEIGHTS = "_hf_posenc_weights_at_conversion"
 
 
-def weights_state(model: nn.Module) -> tuple[tuple[str, int, int], ...]:
-    """Each parameter's name, storage and in-place version counter: the state only stays equal while no optimizer
-    step, `load_state_dict`, device or dtype move or other in-place edit has touched the weights."""
-    return tuple((name, p.data_ptr(), p._version) for name, p in model.named_parameters())
+def weights_state(model: nn.Module) -> tuple[tuple[str, int, int, float], ...]:
+    """Each parameter's name, storage, in-place version counter and sum: the state only stays equal while no
+    optimizer step, `load_state_dict`, device or dtype move or other edit (also through `.data`, as PEFT's merge
+    writes) has touched the weights."""
+    with torch.no_grad():
+        return tuple(
+            (name, p.data_ptr(), p._version, float(p.double().sum())) for name, p in model.named_parameters()
+        )
 
 
 def unchanged_since_conversion(model: nn.Module) -> bool:

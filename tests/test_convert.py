@@ -357,3 +357,30 @@ def test_an_odd_rotary_dimension_is_refused():
     with pytest.raises(PositionEncodingError, match="rotary dimension of 5"):
         hf_posenc.convert(model, "rope", partial_rotary_factor=0.3125)
     assert hasattr(model.transformer, "wpe")
+
+
+@pytest.mark.parametrize("encoding", ["t5_bias", "alibi"])
+def test_generate_keeps_the_shared_distance_table_for_bias_encodings(encoding):
+    """generate's positions are the model's own: the bias stays one [heads, distances] table, not one per row and
+    (query, key) pair, and a left-padded row still generates what it generates alone."""
+    model = sharpen(hf_posenc.convert(tiny_gpt2(), encoding, per_layer=True) if encoding == "t5_bias" else
+                    hf_posenc.convert(tiny_gpt2(), encoding), GPT2).eval()  # fmt: skip
+    shapes = []
+    original = type(model.transformer.position_encoding).distance_bias
+
+    def recording(self, distances):
+        shapes.append(tuple(distances.shape))
+        return original(self, distances)
+
+    prompts = [torch.randint(3, VOCAB, (12,)), torch.randint(3, VOCAB, (7,))]
+    batch, mask = torch.zeros(2, 12, dtype=torch.long), torch.zeros(2, 12, dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        batch[row, 12 - len(prompt) :], mask[row, 12 - len(prompt) :] = prompt, 1
+    kwargs = {"max_new_tokens": 6, "do_sample": False, "pad_token_id": 0}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(type(model.transformer.position_encoding), "distance_bias", recording)
+        together = model.generate(batch, attention_mask=mask, **kwargs)
+    assert shapes and all(len(shape) == 1 for shape in shapes), shapes
+    for row, prompt in enumerate(prompts):
+        alone = model.generate(prompt[None], **kwargs)
+        assert torch.equal(together[row, 12:], alone[0, len(prompt) :])

@@ -459,3 +459,17 @@ def test_saved_folders_have_the_usual_permissions(tmp_path):
         os.umask(previous)
     assert mode(tmp_path / "plain") == 0o755  # what save_pretrained gives
     assert modes == {"new": 0o755, "evaluation": 0o755, "overwritten": 0o755}
+
+
+def test_a_write_through_data_counts_as_a_change_since_conversion():
+    """PEFT merges LoRA with `weight.data += delta`, which moves neither the storage nor the version counter."""
+    from hf_posenc.convert import unchanged_since_conversion
+    from tests.cases import tiny_gpt2
+
+    model = hf_posenc.convert(tiny_gpt2(), "rope")
+    assert unchanged_since_conversion(model)
+    weight = model.transformer.h[0].attn.c_attn.weight
+    version = weight._version
+    weight.data += 0.5
+    assert weight._version == version  # the case the sum is there for
+    assert not unchanged_since_conversion(model)

@@ -58,6 +58,15 @@ class PosEncModelMixin:
         if isinstance(module, PositionEncoding):
             module.reset_buffers()
 
+    def _prepare_position_ids_for_generation(self, inputs_tensor, model_kwargs):
+        """`generate`'s positions are the padding-aware ones the model counts itself. Distance biases read given
+        positions per (query, key) pair and row, a `[batch, heads, q, k]` table, so for them `generate` leaves them
+        out and the shared per-distance table is used (exact: left padding does not change real tokens' distances).
+        Positions passed to `generate` by the caller are still used."""
+        if get_encoding_class(self.config.position_encoding).kind == "bias":
+            return None
+        return super()._prepare_position_ids_for_generation(inputs_tensor, model_kwargs)
+
     def _check_and_adjust_attn_implementation(self, attn_implementation, is_init_check=False, **kwargs):
         implementation = super()._check_and_adjust_attn_implementation(attn_implementation, is_init_check, **kwargs)
         get_encoding_class(self.config.position_encoding).check_backend(implementation)

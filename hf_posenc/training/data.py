@@ -78,9 +78,13 @@ def load_documents(
         raw = raw.select_columns(text_column)
         raw = raw.rename_column(text_column, "text") if text_column != "text" else raw
         if is_paragraph_split(raw["train"][:1000]["text"]):  # one row per paragraph: documents are the articles
-            raw = datasets.DatasetDict(
-                {split: datasets.Dataset.from_dict({"text": group_articles(raw[split]["text"])}) for split in raw}
-            )
+            with main_process_first():  # datasets caches the grouping, as it caches tokenisation
+                raw = raw.map(
+                    lambda rows: {"text": group_articles(rows["text"])},
+                    batched=True,
+                    batch_size=None,
+                    remove_columns=["text"],
+                )
         return raw
     if bool(train_files) != bool(eval_files):
         raise RecipeError("Give both --train_files and --eval_files (held-out documents), or neither.")

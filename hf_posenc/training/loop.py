@@ -89,12 +89,20 @@ def evaluate_loss(model: nn.Module, dataset: Any, cfg: TrainConfig, collate: Cal
     """Mean loss per predicted token over the held-out blocks (masked LM: with a fixed masking seed).
 
     Each process sums its token losses and counts them per block; the sums and counts of all processes are gathered
-    (`gather_for_metrics` drops the blocks repeated to even out the last batch) and divided once, so the result is
-    the same for any number of processes.
+    (`gather_for_metrics` drops the blocks repeated to even out the last batch) and divided once, so a causal LM's
+    result is the same for any number of processes (a masked LM's masks depend on which process masks a block).
+    The global RNG is left as it was (`fork_rng`).
     """
     model.eval()
-    state = torch.random.get_rng_state()
-    torch.manual_seed(cfg.seed + 12345)
+    with torch.random.fork_rng(devices=[accelerator.device] if accelerator.device.type == "cuda" else []):
+        torch.manual_seed(cfg.seed + 12345)
+        loss = _token_mean_loss(model, dataset, cfg, collate, accelerator)
+    model.train()
+    return loss
+
+
+def _token_mean_loss(model: nn.Module, dataset: Any, cfg: TrainConfig, collate: Callable, accelerator: Any) -> float:
+    """Summed token loss over summed token count, across processes."""
     # the loader's own generator: creating its iterator must not draw from the global RNG that the masking uses
     generator = torch.Generator().manual_seed(cfg.seed)
     loader = accelerator.prepare_data_loader(
@@ -112,8 +120,6 @@ def evaluate_loss(model: nn.Module, dataset: Any, cfg: TrainConfig, collate: Cal
         block_sums, block_counts = losses.sum(-1).double(), (labels != -100).sum(-1)
         sums.append(accelerator.gather_for_metrics(block_sums))
         counts.append(accelerator.gather_for_metrics(block_counts))
-    torch.random.set_rng_state(state)
-    model.train()
     if not sums:
         return float("nan")
     return float(torch.cat(sums).sum() / torch.cat(counts).sum().clamp(min=1))
