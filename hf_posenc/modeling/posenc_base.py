@@ -223,6 +223,9 @@ class PositionEncoding(nn.Module):
             else:  # explicit positions: the distance of every (query, key) pair, per row
                 distances = key_positions[:, None, :] - position_ids[:, :, None]
             context.bias_tables = self.distance_bias(distances)
+            if key_positions is not None and attention_backend.startswith("flex"):
+                # flex's score_mod indexes [tables, B, heads, Q, K] in the model's dtype: laid out once, not per layer
+                context.bias_tables = context.bias_tables.transpose(1, 2).to(dtype).contiguous()
             if context.bias_tables.shape[0] == 1 and not attention_backend.startswith("flex"):
                 context.shared_mask = context.merged_mask(attention_mask, 0, key_length)
                 context.shared_source = attention_mask
@@ -328,7 +331,7 @@ def cpu_flex_attention() -> Callable:
 
 def _flex_with_distance_bias(context: PositionContext, layer_idx: int) -> Callable:
     """FlexAttention whose score_mod reads a [heads, Q + K - 1] table (default positions: no [Q, K] bias tensor
-    exists) or, with explicit positions, a [B, heads, Q, K] table."""
+    exists) or, with explicit positions, a [B or 1, heads, Q, K] table."""
     from transformers.integrations.flex_attention import compile_friendly_flex_attention
 
     def attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
@@ -337,11 +340,11 @@ def _flex_with_distance_bias(context: PositionContext, layer_idx: int) -> Callab
         tables = context.bias_tables
         table = tables[layer_idx if tables.shape[0] > 1 else 0].to(query.dtype)
         offset = context.query_length - 1
-        if table.ndim == 4:  # per pair: [heads, B, Q, K]
-            pairs = table.transpose(0, 1).expand(query.shape[0], -1, -1, -1).contiguous()
+        if table.ndim == 4:  # per pair: [B or 1, heads, Q, K], laid out in `PositionEncoding.forward`
+            rows = table.shape[0]
 
             def score_mod(score, batch_idx, head_idx, q_idx, kv_idx):
-                return score + pairs[batch_idx, head_idx, q_idx, kv_idx]
+                return score + table[batch_idx if rows > 1 else 0, head_idx, q_idx, kv_idx]
 
         else:
 
