@@ -24,7 +24,7 @@ from hf_posenc.training import (
     tokenize_and_pack,
     train,
 )
-from hf_posenc.training.errors import RecipeError
+from hf_posenc.training.model import check_gpt2_shape, fresh_gpt2
 
 
 def build_parser_with_shape():
@@ -38,24 +38,14 @@ def build_parser_with_shape():
 def pretrain_clm(cfg: TrainConfig, n_layer: int = 4, n_embd: int = 256, n_head: int = 4) -> dict[str, Any]:
     """A fresh GPT-2 with n_positions = cfg.block_size, trained on cfg's data and saved to cfg.output_dir."""
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
 
-    if min(n_layer, n_embd, n_head) < 1 or n_embd % n_head:
-        raise RecipeError(f"n_embd ({n_embd}) must be a positive multiple of n_head ({n_head}); n_layer >= 1.")
+    check_gpt2_shape(n_layer, n_embd, n_head)
     tokenizer = load_tokenizer(cfg.model_name_or_path)
     raw = load_documents(cfg.train_files, cfg.eval_files, cfg.dataset_name, cfg.dataset_config, cfg.text_column)
     data = tokenize_and_pack(raw, tokenizer, cfg.block_size, max_eval_blocks=cfg.max_eval_blocks)
     torch.manual_seed(cfg.seed)
-    config = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_positions=cfg.block_size,
-        n_layer=n_layer,
-        n_embd=n_embd,
-        n_head=n_head,
-        bos_token_id=tokenizer.eos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    return train(GPT2LMHeadModel(config), data.train, data.eval, cfg, CausalCollator(), tokenizer)
+    model = fresh_gpt2(tokenizer, cfg.block_size, n_layer, n_embd, n_head)
+    return train(model, data.train, data.eval, cfg, CausalCollator(), tokenizer)
 
 
 def main(argv: list[str] | None = None) -> None:

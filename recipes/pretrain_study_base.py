@@ -165,13 +165,12 @@ def study_tokenizer(out: Path, vocab_size: int, resuming: bool) -> Any:
 def pretrain_study_base(cfg: TrainConfig, extras: dict[str, Any]) -> dict[str, Any]:
     """Tokenizer, data (text + retrieval blocks), a fresh GPT-2, the project's training loop, then the report."""
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
 
+    from hf_posenc.training.model import check_gpt2_shape, fresh_gpt2
     from hf_posenc.training.retrieval_mix import mix_retrieval
 
     n_layer, n_embd, n_head = extras["n_layer"], extras["n_embd"], extras["n_head"]
-    if min(n_layer, n_embd, n_head) < 1 or n_embd % n_head:
-        raise RecipeError(f"n_embd ({n_embd}) must be a positive multiple of n_head ({n_head}); n_layer >= 1.")
+    check_gpt2_shape(n_layer, n_embd, n_head)
     wall = time.perf_counter()
     out = Path(cfg.output_dir)
     tokenizer = study_tokenizer(out, extras["vocab_size"], bool(cfg.resume_from_checkpoint))
@@ -185,17 +184,9 @@ def pretrain_study_base(cfg: TrainConfig, extras: dict[str, Any]) -> dict[str, A
         packed=extras["retrieval_packed"],
         copy_fraction=extras["copy_fraction"],
     )
-    config = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_positions=cfg.block_size,
-        n_layer=n_layer,
-        n_embd=n_embd,
-        n_head=n_head,
-        bos_token_id=tokenizer.eos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.eos_token_id,
-    )
-    config.save_pretrained(str(out))
+    torch.manual_seed(cfg.seed)
+    model = fresh_gpt2(tokenizer, cfg.block_size, n_layer, n_embd, n_head, pad_token_id=tokenizer.eos_token_id)
+    model.config.save_pretrained(str(out))
     command = shlex.join(["python", *sys.argv])
     study_file = out / "study_base_config.json"
     if cfg.resume_from_checkpoint and study_file.is_file():  # keep the original command; record the resumption
@@ -213,8 +204,7 @@ def pretrain_study_base(cfg: TrainConfig, extras: dict[str, Any]) -> dict[str, A
             "mixture": mix,
         }
     study_file.write_text(json.dumps(study, indent=2) + "\n")
-    torch.manual_seed(cfg.seed)
-    result = train(GPT2LMHeadModel(config), train_set, data.eval, cfg, CausalCollator(), tokenizer)
+    result = train(model, train_set, data.eval, cfg, CausalCollator(), tokenizer)
     model = result.pop("model", None)
     if not result["finished"]:
         return result

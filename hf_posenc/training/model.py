@@ -48,6 +48,33 @@ def load_tokenizer(name_or_path: str | None) -> Any:
     return data.gpt2_tokenizer()
 
 
+def check_gpt2_shape(n_layer: int, n_embd: int, n_head: int) -> None:
+    """Refuse a GPT-2 shape that cannot be built, before any data is prepared."""
+    if min(n_layer, n_embd, n_head) < 1 or n_embd % n_head:
+        raise RecipeError(f"n_embd ({n_embd}) must be a positive multiple of n_head ({n_head}); n_layer >= 1.")
+
+
+def fresh_gpt2(tokenizer: Any, window: int, n_layer: int, n_embd: int, n_head: int, **config: Any) -> Any:
+    """An untrained GPT2LMHeadModel with a learned table of `window` positions and the tokenizer's vocabulary, its
+    EOS as BOS/EOS (the recipes pretrain from scratch with it)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    check_gpt2_shape(n_layer, n_embd, n_head)
+    eos = tokenizer.eos_token_id
+    return GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=len(tokenizer),
+            n_positions=window,
+            n_layer=n_layer,
+            n_embd=n_embd,
+            n_head=n_head,
+            bos_token_id=eos,
+            eos_token_id=eos,
+            **config,
+        )
+    )
+
+
 def check_block_size(model: nn.Module, block_size: int) -> None:
     from ..evaluation import max_context
 
