@@ -1,4 +1,4 @@
-"""Reference shapes, and the original model with converted twins that share its weights."""
+"""Reference shapes, and the original model with converted copies (and an unconverted twin) on its weights."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 import hf_posenc
 
 ORIGINAL = "original"
+CONTROL = "twin"  # an unconverted copy of the original: its ratio is the harness's own noise floor (an A/A test)
 
 
 @dataclass(frozen=True)
@@ -70,11 +71,17 @@ VARIANTS: dict[str, tuple[str, Callable[[Shape], dict]]] = {
 
 
 def build_variants(shape: Shape, encodings: list[str], seed: int = 0) -> dict[str, GPT2LMHeadModel]:
-    """The original GPT-2 and one converted copy per encoding or variant; all share the original's parameters."""
+    """The original GPT-2 and one converted copy per encoding or variant (`twin`: an unconverted copy); all share the
+    original's parameters."""
     torch.manual_seed(seed)
     original = GPT2LMHeadModel(shape.config("sdpa")).eval()
     variants = {ORIGINAL: original}
     for encoding in encodings:
+        if encoding == CONTROL:
+            twin = copy.deepcopy(original)
+            share_parameters(twin, original)
+            variants[CONTROL] = twin.eval()
+            continue
         name, options = VARIANTS.get(encoding, (encoding, lambda shape: {}))
         converted = hf_posenc.convert(copy.deepcopy(original), name, **options(shape))
         share_parameters(converted, original)

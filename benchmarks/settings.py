@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .models import QUICK, REFERENCE, VARIANTS, Shape
+from .models import CONTROL, QUICK, REFERENCE, VARIANTS, Shape
 from .workloads import Case
 
 ENCODINGS = ("rope", "t5_bias", "alibi", "sinusoidal", "learned", "nope")
-ALL_ENCODINGS = (*ENCODINGS, *VARIANTS)  # plus rope with each scaling type
+ALL_ENCODINGS = (*ENCODINGS, *VARIANTS, CONTROL)  # plus rope with each scaling type, and the A/A control
 FULL_CASES = (
     Case("forward", 128),
     Case("forward", 512),

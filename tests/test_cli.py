@@ -354,7 +354,7 @@ def test_eval_refuses_a_model_without_a_language_model_head(text_file, tmp_path)
         (line,) = [line for line in result.stderr.splitlines() if "error:" in line]  # after loading's progress
         assert result.stderr.rstrip().endswith(line)
         assert line.startswith(f"error: {type(model).__name__} has no language-model head")
-        assert "BertForMaskedLM" in line and "Embedding evaluation" in line
+        assert "BertForMaskedLM" in line and "recipes/extend_sentence_encoder.py" in line
 
 
 def test_eval_out_without_matplotlib_writes_results_json(rope_dir, text_file, tmp_path, monkeypatch, caplog):

@@ -43,7 +43,12 @@ def test_convert_returns_the_same_object_and_records_the_encoding():
     config = model.config
     assert config.model_type == "posenc_gpt2"
     assert config.position_encoding == "t5_bias"
-    assert config.position_encoding_options == {"num_buckets": 16, "max_distance": 64, "per_layer": False}
+    assert config.position_encoding_options == {
+        "num_buckets": 16,
+        "max_distance": 64,
+        "per_layer": False,
+        "init": "zeros",
+    }
     assert config.trained_context_length == WINDOW
     assert config.architectures == ["PosEncGPT2LMHeadModel"]
     assert all(module.config is config for module in model.modules() if hasattr(module, "config"))

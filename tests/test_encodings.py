@@ -214,3 +214,45 @@ def test_t5_bucket_lookup_equals_t5_for_every_distance(causal, num_buckets, max_
     assert torch.equal(T5RelativeBias(options, info).buckets(distances), expected)
     pairs = distances[1:].view(2, 5000)
     assert torch.equal(T5RelativeBias(options, info).buckets(pairs), expected[1:].view(2, 5000))
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("per_layer", [False, True])
+def test_t5_bias_alibi_init_is_alibi_bucketed(causal, per_layer):
+    """init="alibi": distances with a bucket of their own get ALiBi's bias exactly (BLOOM's slopes); a shared
+    bucket gets the mean ALiBi bias of its distances; every layer's table starts the same."""
+    info = ModelInfo(hidden_size=64, num_heads=HEADS, num_layers=2, causal=causal, trained_context_length=WINDOW)
+    options = T5RelativeBias.validate(
+        {"num_buckets": 16, "max_distance": 40, "init": "alibi", "per_layer": per_layer}, info
+    )
+    ours = T5RelativeBias(options, info)
+    alibi = ALiBi(ALiBi.validate({}, info), info)
+    exact = (16 if causal else 8) // 2
+    distances = torch.arange(-(exact - 1), exact)
+    expected = alibi.distance_bias(distances)[0]
+    for table in ours.distance_bias(distances):
+        torch.testing.assert_close(table, expected)
+    far = torch.arange(-40, 41)
+    buckets = ours.buckets(far)
+    members = far[buckets == buckets[0]]  # the keys farthest behind share one bucket
+    assert len(members) > 1
+    shared = ours.distance_bias(far[:1]).detach()[0, :, 0]
+    torch.testing.assert_close(shared, alibi.distance_bias(members)[0].mean(-1))
+    assert float(shared.abs().min()) > 0
+    zeros = T5RelativeBias(T5RelativeBias.validate({}, info), info)
+    assert not zeros.relative_attention_bias.weight.any()
+    with pytest.raises(hf_posenc.PositionEncodingError, match="'init'"):
+        T5RelativeBias.validate({"init": "random"}, info)
+
+
+def test_t5_bias_alibi_init_survives_save_and_reload(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    model = hf_posenc.convert(tiny_gpt2(), "t5_bias", init="alibi")
+    table = model.transformer.position_encoding.relative_attention_bias.weight.detach().clone()
+    assert table.abs().sum() > 0
+    model.save_pretrained(tmp_path)
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    torch.testing.assert_close(reloaded.transformer.position_encoding.relative_attention_bias.weight, table)
+    ids = torch.arange(20)[None]
+    torch.testing.assert_close(reloaded(ids).logits, model(ids).logits)

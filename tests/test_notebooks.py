@@ -126,24 +126,27 @@ def swap_study_folder(folder: Path) -> Path:
             "alibi": {"in_window_ppl_right_after_swap": 300.0, "eval_loss": 3.74},
         },
     }
-    bert = {
-        "window": 512,
-        "lengths": [512, 1024],
-        "models": {"t5_bias": fake_result(512, [512, 1024], 6.0, 1.1, mode="masked")},
-        "training": {"t5_bias": {"eval_loss": 1.8}},
-    }
-    record = {"date": "2026-01-01 00:00 UTC", "wall_seconds": 12.0, "gpt2": gpt2, "bert": bert}
+    record = {"date": "2026-01-01 00:00 UTC", "wall_seconds": 12.0, "gpt2": gpt2}
     folder.mkdir()
     (folder / "results.json").write_text(json.dumps(record))
     plot_perplexity(gpt2["models"], lengths, folder / "gpt2_perplexity_vs_length.png")
     return folder
 
 
-@pytest.mark.parametrize("shape", ["swap_study", "write_report"])
+@pytest.mark.parametrize("shape", ["swap_study", "write_report", "masked"])
 def test_long_context_notebook_draws_a_results_folder(tmp_path, shape):
     if shape == "swap_study":
         folder = swap_study_folder(tmp_path / "results")
-        names, images = ["original (no fine-tuning)", "rope", "alibi", "t5_bias"], 2 + 2 + 1 + 1
+        names, images = ["original (no fine-tuning)", "rope", "alibi"], 2 + 1 + 1 + 1
+    elif shape == "masked":  # `hf-posenc eval` of masked-LM encoders: masked-LM perplexity, no passkey
+        lengths = [512, 1024]
+        models = {
+            "original": fake_result(512, lengths, 6.0, None, "masked"),
+            "t5_bias": fake_result(512, lengths, 6.5, 1.1, "masked"),
+        }
+        folder = tmp_path / "results"
+        write_report(models, lengths, folder)
+        names, images = ["original", "t5_bias"], 3 + len(list(folder.glob("*.png")))
     else:
         lengths = [32, 64, 128]
         models = {"sinusoidal": fake_result(32, lengths, 50.0, 2.0), "nope": fake_result(32, lengths, 55.0, 1.2)}
@@ -157,3 +160,5 @@ def test_long_context_notebook_draws_a_results_folder(tmp_path, shape):
     assert len(outputs(notebook, "image/png")) >= images
     if shape == "swap_study":
         assert "n/a" in html and "900" in html  # the unsupported lengths and the recovery table
+    if shape == "masked":
+        assert "evaluation: masked perplexity" in "".join(outputs(notebook, "text/markdown")) and "n/a" in html

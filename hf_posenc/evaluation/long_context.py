@@ -19,8 +19,9 @@ logger = logging.getLogger(__name__)
 
 NO_LM_HEAD = (
     "{name} has no language-model head, and this evaluation needs one: a causal LM (e.g. GPT2LMHeadModel: perplexity "
-    "and passkey retrieval) or a masked LM (e.g. BertForMaskedLM: masked-LM loss). Embedding evaluation of an encoder "
-    "without a head is not available in hf-posenc eval yet; to score an encoder here, give it a masked-LM head "
+    "and passkey retrieval) or a masked LM (e.g. BertForMaskedLM: masked-LM loss). A sentence encoder "
+    "(a sentence-transformers folder) is evaluated on long-document retrieval by recipes/extend_sentence_encoder.py "
+    "(hf_posenc.embeddings); to score an encoder's language modelling here, give it a masked-LM head "
     "(recipes/finetune_mlm.py trains one) and evaluate that checkpoint."
 )
 

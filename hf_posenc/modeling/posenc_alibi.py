@@ -48,6 +48,13 @@ class ALiBi(PositionEncoding):
         )
 
     def distance_bias(self, distances: torch.Tensor) -> torch.Tensor:
-        penalty = distances.abs() if not self.info.causal else (-distances).clamp(min=0)
-        slopes = self.slopes.view(1, -1, *([1] * distances.ndim))
-        return -(slopes * penalty.float())
+        return alibi_bias(distances, self.info.num_heads, self.info.causal, self.slopes).unsqueeze(0)
+
+
+def alibi_bias(
+    distances: torch.Tensor, num_heads: int, causal: bool, slopes: torch.Tensor | None = None
+) -> torch.Tensor:
+    """[heads, *distances.shape]: minus slope x how far back the key lies (causal) or x |distance| (encoders)."""
+    penalty = distances.abs() if not causal else (-distances).clamp(min=0)
+    slopes = (alibi_slopes(num_heads) if slopes is None else slopes).to(distances.device)
+    return -(slopes.view(-1, *([1] * distances.ndim)) * penalty.float())

@@ -146,3 +146,28 @@ def parse_config(parser: argparse.ArgumentParser, argv: list[str] | None) -> tup
 
     PartialState(cpu=cfg.cpu)  # the process state, before data preparation waits on it (see data.main_process_first)
     return cfg, extras
+
+
+def load_settings(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """A recipe's nested settings: a YAML file, then `key.sub=value` overrides (values parsed as YAML)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"Config file not found: {path}")
+    try:
+        settings = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise RecipeError(f"{path} is not valid YAML: {err}") from None
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise RecipeError(f"--set expects key=value (e.g. train.learning_rate=1e-3), got {item!r}.")
+        target = settings
+        *parents, leaf = key.split(".")
+        for part in parents:
+            if not isinstance(target.get(part), dict):
+                raise RecipeError(f"--set {key}: {part!r} is not a section of the settings.")
+            target = target[part]
+        target[leaf] = yaml.safe_load(value)
+    return settings

@@ -1,0 +1,185 @@
+"""Distillation that extends a converted sentence encoder, with the original model as the teacher.
+
+Two kinds of training examples, cut from the training books:
+- short: a span of at most one window (`chunk_length` tokens); the target is the teacher's own embedding of it, so
+  embeddings inside the window stay where they were;
+- long: a span of `long_length` tokens; the target is the teacher's chunk-and-mean-pool embedding of it (chunks of
+  `chunk_length`), the best a windowed model does on a long text, now produced in one pass with full attention.
+
+Each optimizer step takes one batch of each; the loss is 1 - cosine to the target, short plus `long_weight` x long.
+Dropout stays off, as in the teacher that made the targets.
+The teacher's targets are computed once, before any encoding trains, so every encoding sees the same examples.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from .encode import chunk_mean, embed_ids, with_specials
+from .sentence_model import SentenceEncoder
+
+
+@dataclass
+class DistillConfig:
+    steps: int = 60
+    short_batch: int = 16
+    long_batch: int = 2
+    long_length: int = 1024
+    chunk_length: int = 256
+    min_short_tokens: int = 16
+    learning_rate: float = 1e-4
+    position_lr_multiplier: float = 1.0
+    weight_decay: float = 0.01
+    warmup_steps: int = 6
+    long_weight: float = 1.0
+    log_every: int = 10
+    seed: int = 0
+    cpu: bool = False
+
+    def check(self) -> DistillConfig:
+        for name in ("steps", "short_batch", "long_batch", "long_length", "chunk_length", "min_short_tokens"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"train.{name} must be positive, got {getattr(self, name)}.")
+        if self.min_short_tokens > self.chunk_length - 2:
+            raise ValueError(f"train.min_short_tokens ({self.min_short_tokens}) must fit in chunk_length - 2.")
+        if self.learning_rate <= 0:
+            raise ValueError(f"train.learning_rate must be positive, got {self.learning_rate}.")
+        return self
+
+
+def distillation_data(teacher: SentenceEncoder, texts: list[str], cfg: DistillConfig, progress: bool = False) -> dict:
+    """The short and long examples with the teacher's targets: {"short"|"long": datasets.Dataset(input_ids,
+    target)}, input_ids without special tokens."""
+    from datasets import Dataset
+
+    tokenizer = teacher.tokenizer
+    books = [tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"] for text in texts]
+    books = [ids for ids in books if len(ids) > cfg.long_length]
+    if not books:
+        raise ValueError(f"No training text is longer than long_length ({cfg.long_length} tokens).")
+    rng = random.Random(cfg.seed)
+    specials = tokenizer.num_special_tokens_to_add(pair=False)
+
+    def span(length: int) -> list[int]:
+        ids = rng.choice(books)
+        start = rng.randrange(0, len(ids) - length)
+        return ids[start : start + length]
+
+    short_room, long_room = cfg.chunk_length - specials, cfg.long_length - specials
+    short = [span(rng.randint(cfg.min_short_tokens, short_room)) for _ in range(cfg.steps * cfg.short_batch)]
+    long = [span(long_room) for _ in range(cfg.steps * cfg.long_batch)]
+    short_targets = embed_ids(teacher, short, cfg.chunk_length, progress=progress, desc="teacher: short")
+    long_targets = chunk_mean(teacher, long, cfg.chunk_length, progress=progress, desc="teacher: long")
+    return {
+        "short": Dataset.from_dict({"input_ids": short, "target": short_targets.tolist()}),
+        "long": Dataset.from_dict({"input_ids": long, "target": long_targets.tolist()}),
+    }
+
+
+def collate(tokenizer: Any):
+    """Pad [CLS] ids [SEP] sequences to the longest of the batch; targets as a float tensor."""
+
+    def run(rows: list[dict]) -> dict[str, torch.Tensor]:
+        inputs = [with_specials(tokenizer, row["input_ids"]) for row in rows]
+        longest = max(len(ids) for ids in inputs)
+        ids = torch.full((len(rows), longest), tokenizer.pad_token_id or 0, dtype=torch.long)
+        mask = torch.zeros((len(rows), longest), dtype=torch.long)
+        for i, row in enumerate(inputs):
+            ids[i, : len(row)], mask[i, : len(row)] = torch.tensor(row), 1
+        return {"input_ids": ids, "attention_mask": mask, "target": torch.tensor([row["target"] for row in rows])}
+
+    return run
+
+
+def distill(
+    student: SentenceEncoder, data: dict, cfg: DistillConfig, log_path: Path | None = None, progress: bool = False
+) -> dict[str, Any]:
+    """Train `student.model` in place on `data` (from `distillation_data`) with Accelerate; returns the summary."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from torch.utils.data import DataLoader
+    from transformers import get_scheduler
+
+    from ..training import TrainConfig
+    from ..training.loop import parameter_groups
+
+    accelerator = Accelerator(cpu=cfg.cpu)
+    set_seed(cfg.seed)
+    groups = parameter_groups(
+        student.model,
+        TrainConfig(
+            learning_rate=cfg.learning_rate,
+            weight_decay=cfg.weight_decay,
+            position_lr_multiplier=cfg.position_lr_multiplier,
+        ),
+    )
+    optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate)
+    processes = accelerator.num_processes  # the prepared scheduler steps once per process (see training.loop.train)
+    scheduler = get_scheduler(
+        "linear", optimizer, num_warmup_steps=cfg.warmup_steps * processes, num_training_steps=cfg.steps * processes
+    )
+    generator = torch.Generator().manual_seed(cfg.seed)
+    loaders = {
+        kind: DataLoader(
+            data[kind], batch_size=batch, shuffle=True, collate_fn=collate(student.tokenizer), generator=generator
+        )
+        for kind, batch in (("short", cfg.short_batch), ("long", cfg.long_batch))
+    }
+    model, optimizer, scheduler, short_loader, long_loader = accelerator.prepare(
+        student.model, optimizer, scheduler, loaders["short"], loaders["long"]
+    )
+    student.model = model
+    model.eval()  # dropout off: the targets are the teacher's exact embeddings, and the budget is short
+    log = []
+    started = time.perf_counter()
+    tokens = 0
+    iterators = {"short": iter(short_loader), "long": iter(long_loader)}
+    bar = tqdm(range(cfg.steps), desc="distill", disable=not (progress and accelerator.is_main_process))
+    for step in bar:
+        losses = {}
+        for kind, loader in (("short", short_loader), ("long", long_loader)):
+            try:
+                batch = next(iterators[kind])
+            except StopIteration:
+                iterators[kind] = iter(loader)
+                batch = next(iterators[kind])
+            target = batch.pop("target")
+            hidden = model(**batch).last_hidden_state
+            embedding = student.pool(hidden, batch["attention_mask"])
+            losses[kind] = (1 - torch.nn.functional.cosine_similarity(embedding, target, dim=-1)).mean()
+            tokens += int(batch["attention_mask"].sum()) * processes
+        loss = losses["short"] + cfg.long_weight * losses["long"]
+        accelerator.backward(loss)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        record = {"step": step + 1, **{f"{k}_loss": float(v.detach()) for k, v in losses.items()}}
+        log.append(record)
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            bar.set_postfix(short=f"{record['short_loss']:.4f}", long=f"{record['long_loss']:.4f}")
+            if log_path is not None and accelerator.is_main_process:
+                with log_path.open("a") as handle:
+                    handle.write(json.dumps({**record, "tokens": tokens}) + "\n")
+    student.model = accelerator.unwrap_model(model).eval()
+    seconds = time.perf_counter() - started
+    tail = log[-max(1, cfg.log_every) :]
+    return {
+        "steps": cfg.steps,
+        "tokens": tokens,
+        "seconds": seconds,
+        "final_short_loss": sum(r["short_loss"] for r in tail) / len(tail),
+        "final_long_loss": sum(r["long_loss"] for r in tail) / len(tail),
+        "first_short_loss": log[0]["short_loss"],
+        "first_long_loss": log[0]["long_loss"],
+        "tokens_per_second": tokens / max(seconds, 1e-9),
+        "finite": all(math.isfinite(r["short_loss"]) and math.isfinite(r["long_loss"]) for r in log),
+    }

