@@ -1,6 +1,6 @@
 """hf_posenc: swap the learned absolute positions of GPT-2/BERT-style transformers for RoPE, T5 bias, ALiBi and more."""
 
-from .convert import convert, declare_max_length, family_of
+from .convert import convert, declare_max_length, family_of, set_rope_scaling
 from .encodings import available_encodings, encodings_table
 from .families import FAMILIES, families_table, register_with_auto_classes
 from .modeling.posenc_base import PositionEncoding, PositionEncodingError, register_encoding
@@ -10,7 +10,7 @@ register_with_auto_classes()
 __version__ = "0.1.0"
 
 # Subpackages with heavier or optional dependencies load on first use: `import hf_posenc; hf_posenc.hub.push_to_hub`.
-_LAZY_SUBMODULES = ("data", "evaluation", "hub", "training")
+_LAZY_SUBMODULES = ("data", "embeddings", "evaluation", "hub", "training")
 
 
 def __getattr__(name: str):
@@ -36,4 +36,5 @@ __all__ = [
     "families_table",
     "family_of",
     "register_encoding",
+    "set_rope_scaling",
 ]

@@ -90,9 +90,7 @@ def weights_state(model: nn.Module) -> tuple[tuple[str, int, int, float], ...]:
     optimizer step, `load_state_dict`, device or dtype move or other edit (also through `.data`, as PEFT's merge
     writes) has touched the weights."""
     with torch.no_grad():
-        return tuple(
-            (name, p.data_ptr(), p._version, float(p.double().sum())) for name, p in model.named_parameters()
-        )
+        return tuple((name, p.data_ptr(), p._version, float(p.double().sum())) for name, p in model.named_parameters())
 
 
 def unchanged_since_conversion(model: nn.Module) -> bool:
@@ -165,3 +163,33 @@ def declare_max_length(model: Any, max_length: int) -> int:
         raise PositionEncodingError("Only a converted model declares a maximum length: call hf_posenc.convert first.")
     config.max_position_embeddings = check_max_length(max_length, encoding, config.position_encoding_options or {})
     return config.max_position_embeddings
+
+
+def set_rope_scaling(model: nn.Module, scaling: dict[str, Any] | None, *, max_length: int | None = None) -> nn.Module:
+    """Give a rope-converted `model` a transformers RoPE scaling at inference, in place, with no weight changed.
+
+    `scaling` is a `rope_parameters` dict as for `convert(model, "rope", scaling=...)`: e.g. `{"rope_type":
+    "linear", "factor": 4.0}` (Position Interpolation) or `{"rope_type": "yarn", "factor": 4.0}`, with
+    `original_max_position_embeddings` defaulting to the trained window; None returns to plain RoPE. This is how a
+    RoPE model is usually run past the length it was trained or fine-tuned at. `max_length` also declares a new
+    maximum input length (see `declare_max_length`). Checks run first: on an error the model is as it was.
+    """
+    config = getattr(model, "config", None)
+    encoding = getattr(config, "position_encoding", None)
+    if encoding != "rope":
+        raise PositionEncodingError(
+            f"set_rope_scaling needs a model converted to rope, got position_encoding={encoding!r}."
+        )
+    base = model.base_model
+    old = base.position_encoding
+    encoding_cls = get_encoding_class("rope")
+    options = encoding_cls.validate({**(config.position_encoding_options or {}), "scaling": scaling}, old.info)
+    if max_length is not None:
+        max_length = check_max_length(max_length, "rope", options)
+    new = encoding_cls(options, old.info).to(old.inv_freq.device)
+    new.train(old.training)
+    base.position_encoding = new
+    config.position_encoding_options = dict(new.config_options)
+    if max_length is not None:
+        config.max_position_embeddings = max_length
+    return model

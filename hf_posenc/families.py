@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .modeling import (
     modeling_posenc_bert,
+    modeling_posenc_clip_text,
     modeling_posenc_distilbert,
     modeling_posenc_electra,
     modeling_posenc_gpt2,
@@ -25,6 +26,7 @@ FAMILIES: dict[str, Family] = {
         modeling_posenc_distilbert.FAMILY,
         modeling_posenc_electra.FAMILY,
         modeling_posenc_gpt_neo.FAMILY,
+        modeling_posenc_clip_text.FAMILY,
     )
 }
 

@@ -9,6 +9,8 @@ import torch
 from transformers import (
     BertConfig,
     BertForMaskedLM,
+    CLIPTextConfig,
+    CLIPTextModelWithProjection,
     DistilBertConfig,
     DistilBertForMaskedLM,
     ElectraConfig,
@@ -43,9 +45,25 @@ class FamilyCase:
     lora_targets: tuple[str, ...]
     lora_fan_in_fan_out: bool = False
     pad_token_id: int = 0
+    output: str = "logits"  # the output the suite compares (a head without logits: what it returns instead)
+    labels: bool = True  # the head takes `labels` and returns a loss; False: `loss` trains on a stand-in objective
+    no_cache: str = ""  # a causal model without KV cache or `generate`: why those checks do not apply (shown as skip)
+    bf16_tolerance: float = 0.03  # bf16 vs fp32, of the largest |fp32 output| (tests/test_convert.py)
 
     def __str__(self) -> str:
         return self.name
+
+    def outputs(self, model: PreTrainedModel, input_ids: torch.Tensor, **kwargs) -> torch.Tensor:
+        """The head's main output (`self.output`) for `input_ids`."""
+        return model(input_ids, **kwargs)[self.output]
+
+    def loss(self, model: PreTrainedModel, input_ids: torch.Tensor) -> torch.Tensor:
+        """The head's own loss with `labels=input_ids`; for a head without one (a text encoder), next-token
+        cross-entropy of the hidden states read through the token embeddings, which reaches every position weight."""
+        if self.labels:
+            return model(input_ids, labels=input_ids).loss
+        scores = model(input_ids).last_hidden_state @ model.get_input_embeddings().weight.T
+        return torch.nn.functional.cross_entropy(scores[:, :-1].flatten(0, 1), input_ids[:, 1:].flatten())
 
 
 def tiny_gpt2() -> GPT2LMHeadModel:
@@ -136,6 +154,27 @@ def tiny_gpt_neo() -> GPTNeoForCausalLM:
     return GPTNeoForCausalLM(config).eval()
 
 
+def tiny_clip_text_config(window: int = WINDOW, eos_token_id: int = VOCAB - 1) -> CLIPTextConfig:
+    """A tiny CLIP text tower; by default EOS is the last id, as in CLIP's current configs (pooled at its first
+    occurrence)."""
+    return CLIPTextConfig(
+        num_hidden_layers=2,
+        hidden_size=64,
+        num_attention_heads=4,
+        intermediate_size=128,
+        projection_dim=32,
+        max_position_embeddings=window,
+        vocab_size=VOCAB,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=eos_token_id,
+    )
+
+
+def tiny_clip_text() -> CLIPTextModelWithProjection:
+    return CLIPTextModelWithProjection(tiny_clip_text_config()).eval()
+
+
 CASES: list[FamilyCase] = [
     FamilyCase(
         name="gpt2",
@@ -212,6 +251,19 @@ CASES: list[FamilyCase] = [
         table_key="transformer.wpe.weight",
         qk_weights=("attention.q_proj.weight", "attention.k_proj.weight"),
         lora_targets=("q_proj", "k_proj", "v_proj"),
+    ),
+    FamilyCase(
+        name="clip_text",
+        build=tiny_clip_text,
+        causal=True,  # CLIP's text tower is causal-masked (see modeling_posenc_clip_text.py)
+        auto_class="AutoModelForTextEncoding",
+        table_key="text_model.embeddings.position_embedding.weight",
+        qk_weights=("self_attn.q_proj.weight", "self_attn.k_proj.weight"),
+        lora_targets=("q_proj", "k_proj", "v_proj"),
+        output="last_hidden_state",  # a text encoder: no logits; the pooled output is one row of these
+        labels=False,
+        no_cache="CLIP's text tower has no KV cache and no generate: it encodes a prompt in one pass",
+        bf16_tolerance=0.06,  # layer-normed hidden states: the unconverted original is 4.3% off in bf16 at 32 tokens
     ),
 ]
 

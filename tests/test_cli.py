@@ -174,7 +174,7 @@ def test_convert_with_generic_options_to_the_default_folder(base_dir, tmp_path, 
     assert result.exit_code == 0, result.output
     out = tmp_path / "tiny-gpt2-learned"
     config = json.loads((out / "config.json").read_text())
-    assert config["position_encoding_options"] == {"max_positions": 64, "method": "interpolate"}
+    assert config["position_encoding_options"] == {"max_positions": 64, "method": "interpolate", "keep": 20}
     assert config["n_positions"] == 64
 
 

@@ -32,14 +32,21 @@ def ids(batch: int, length: int, seed: int = 1) -> torch.Tensor:
     return torch.randint(3, VOCAB, (batch, length), generator=torch.Generator().manual_seed(seed))
 
 
-def logits(model, input_ids, **kwargs) -> torch.Tensor:
+def logits(case: FamilyCase, model, input_ids, **kwargs) -> torch.Tensor:
+    """The head's main output (`case.output`: the logits, or a text encoder's hidden states), without gradients."""
     with torch.no_grad():
-        return model(input_ids, **kwargs).logits
+        return case.outputs(model, input_ids, **kwargs)
 
 
 pairs = pytest.mark.parametrize("encoding", ENCODINGS)
 families = pytest.mark.parametrize("case", CASES, ids=str)
 decoders = pytest.mark.parametrize("case", [c for c in CASES if c.causal], ids=str)
+# KV cache and generate: a causal model without them is listed with its reason, as a skip
+cached = pytest.mark.parametrize(
+    "case",
+    [pytest.param(c, marks=pytest.mark.skip(reason=c.no_cache)) if c.no_cache else c for c in CASES if c.causal],
+    ids=str,
+)
 encoders = pytest.mark.parametrize("case", [c for c in CASES if not c.causal], ids=str)
 
 
@@ -66,13 +73,13 @@ def test_runs_4x_past_the_window_and_positions_matter(case, encoding, backend):
     model = converted(case, encoding)
     model.set_attn_implementation(backend)
     long = ids(2, 4 * WINDOW)
-    out = logits(model, long)
+    out = logits(case, model, long)
     assert out.shape[:2] == (2, 4 * WINDOW) and torch.isfinite(out).all()
     if encoding == "nope":
         return
     baseline = copy.deepcopy(model)
     baseline.base_model.position_encoding = hf_posenc.convert(case.build(), "nope").base_model.position_encoding
-    change = (out - logits(baseline, long)).abs().max()
+    change = (out - logits(case, baseline, long)).abs().max()
     assert change > 1e-3 * out.abs().max(), f"the encoding must change the output (changed by {change:.2e})"
 
 
@@ -86,7 +93,7 @@ def test_eager_equals_sdpa_with_padding(case, encoding):
     results = {}
     for backend in BACKENDS:
         model.set_attn_implementation(backend)
-        results[backend] = logits(model, input_ids, attention_mask=mask)
+        results[backend] = logits(case, model, input_ids, attention_mask=mask)
         assert model.config.position_encoding == encoding
     real = mask.bool()
     assert (results["eager"] - results["sdpa"])[real].abs().max() < 1e-4
@@ -98,9 +105,10 @@ def test_shifting_all_positions(case, encoding):
     model = converted(case, encoding)
     input_ids = ids(1, 40)
     positions = torch.arange(40)[None]
-    default = logits(model, input_ids)
-    assert (logits(model, input_ids, position_ids=positions) - default).abs().max() < 1e-5  # explicit = default
-    diff = logits(model, input_ids, position_ids=positions) - logits(model, input_ids, position_ids=positions + 17)
+    default = logits(case, model, input_ids)
+    assert (logits(case, model, input_ids, position_ids=positions) - default).abs().max() < 1e-5  # explicit = default
+    shifted = logits(case, model, input_ids, position_ids=positions + 17)
+    diff = logits(case, model, input_ids, position_ids=positions) - shifted
     if encoding in RELATIVE:
         assert diff.abs().max() < 1e-4, "a relative encoding must ignore a constant shift of all positions"
     else:
@@ -108,7 +116,7 @@ def test_shifting_all_positions(case, encoding):
     # positions that restart halfway (two packed documents) change the distances, so every encoding that reads
     # positions must change the output: explicit position_ids are honoured, not replaced by token indices
     restart = torch.cat((torch.arange(20), torch.arange(20)))[None]
-    change = (logits(model, input_ids, position_ids=restart) - default)[:, 20:].abs().max()
+    change = (logits(case, model, input_ids, position_ids=restart) - default)[:, 20:].abs().max()
     if encoding == "nope":
         assert change < 1e-5
     else:
@@ -126,13 +134,14 @@ def test_encoders_follow_explicit_positions_exactly(case, encoding):
     positions = torch.arange(30)[None].expand(2, -1)
     for backend in BACKENDS:
         model.set_attn_implementation(backend)
-        expected = logits(model, input_ids)[:, order]
-        permuted = logits(model, input_ids[:, order], position_ids=positions[:, order])
+        expected = logits(case, model, input_ids)[:, order]
+        permuted = logits(case, model, input_ids[:, order], position_ids=positions[:, order])
         torch.testing.assert_close(permuted, expected, atol=1e-4, rtol=1e-4)
-        assert (logits(model, input_ids[:, order]) - expected).abs().max() > 1e-3 * expected.abs().max()  # can fail
+        unpositioned = logits(case, model, input_ids[:, order])
+        assert (unpositioned - expected).abs().max() > 1e-3 * expected.abs().max()  # can fail
 
 
-@decoders
+@cached
 @pairs
 def test_cached_decoding_with_explicit_positions_equals_full_forward(case, encoding):
     """Cached keys keep the positions they were given: prefill and decode with gapped positions equal one forward."""
@@ -144,7 +153,7 @@ def test_cached_decoding_with_explicit_positions_equals_full_forward(case, encod
     positions[1] += 3
     if encoding == "learned":
         positions = positions.clamp(max=4 * WINDOW - 1)
-    full = logits(model, input_ids, position_ids=positions)
+    full = logits(case, model, input_ids, position_ids=positions)
     for cache in (DynamicCache(config=model.config), StaticCache(config=model.config, max_cache_len=WINDOW + 8)):
         with torch.no_grad():
             steps = [model(input_ids[:, :16], position_ids=positions[:, :16], cache=cache, use_cache=True).logits]
@@ -153,7 +162,7 @@ def test_cached_decoding_with_explicit_positions_equals_full_forward(case, encod
                 steps.append(step.logits)
         assert (torch.cat(steps, 1) - full).abs().max() < 1e-4, type(cache).__name__
     if encoding != "nope":
-        assert (full - logits(model, input_ids)).abs().max() > 1e-3 * full.abs().max()  # the gap changes it
+        assert (full - logits(case, model, input_ids)).abs().max() > 1e-3 * full.abs().max()  # the gap changes it
 
 
 @decoders
@@ -168,20 +177,20 @@ def test_direct_forward_with_left_padding_equals_each_row_alone(case, encoding, 
     mask = torch.zeros(2, 2 * WINDOW, dtype=torch.long)
     for i, row in enumerate(rows):
         batch[i, 2 * WINDOW - len(row) :], mask[i, 2 * WINDOW - len(row) :] = row, 1
-    together = logits(model, batch, attention_mask=mask)
+    together = logits(case, model, batch, attention_mask=mask)
     for i, row in enumerate(rows):
-        alone = logits(model, row[None])[0]
+        alone = logits(case, model, row[None])[0]
         assert (together[i, 2 * WINDOW - len(row) :] - alone).abs().max() < 1e-4, f"row {i}"
 
 
-@decoders
+@cached
 @pairs
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_cached_decoding_equals_full_forward(case, encoding, backend):
     model = converted(case, encoding)
     model.set_attn_implementation(backend)
     input_ids = ids(2, 2 * WINDOW + 6)
-    full = logits(model, input_ids)
+    full = logits(case, model, input_ids)
     for cache in (DynamicCache(config=model.config), StaticCache(config=model.config, max_cache_len=2 * WINDOW + 8)):
         with torch.no_grad():
             prefix = 2 * WINDOW - 4
@@ -191,7 +200,7 @@ def test_cached_decoding_equals_full_forward(case, encoding, backend):
         assert (torch.cat(steps, 1) - full).abs().max() < 1e-4, type(cache).__name__
 
 
-@decoders
+@cached
 @pairs
 def test_generate_with_and_without_cache_and_left_padding(case, encoding):
     model = converted(case, encoding)
@@ -220,8 +229,8 @@ def test_left_and_right_padding_agree(case, encoding):
     right, left = torch.zeros(1, 26, dtype=torch.long), torch.zeros(1, 26, dtype=torch.long)
     right[0, :20], left[0, 6:] = tokens, tokens
     right_mask, left_mask = (right != 0).long(), (left != 0).long()
-    out_right = logits(model, right, attention_mask=right_mask)[0, :20]
-    out_left = logits(model, left, attention_mask=left_mask)[0, 6:]
+    out_right = logits(case, model, right, attention_mask=right_mask)[0, :20]
+    out_left = logits(case, model, left, attention_mask=left_mask)[0, 6:]
     assert (out_right - out_left).abs().max() < 1e-4
 
 
@@ -240,19 +249,19 @@ def test_save_and_reload_bit_identical(case, encoding, tmp_path):
     for name, tensor in saved.items():
         assert loaded[name].dtype == tensor.dtype and torch.equal(loaded[name], tensor), name
     long = ids(1, 2 * WINDOW)
-    assert torch.equal(logits(model, long), logits(reloaded, long))
+    assert torch.equal(logits(case, model, long), logits(case, reloaded, long))
 
 
 REMOTE_CHECK = """
 import sys
 sys.modules["hf_posenc"] = None  # not importable: only torch and transformers
 import json, torch, transformers
-for folder, auto_class in json.loads(sys.argv[1]):
+for folder, auto_class, output in json.loads(sys.argv[1]):
     model = getattr(transformers, auto_class).from_pretrained(folder, trust_remote_code=True).eval()
     assert "transformers_modules" in type(model).__module__, type(model).__module__
     ids = torch.load(folder + "/ids.pt")
     with torch.no_grad():
-        diff = (model(ids).logits - torch.load(folder + "/logits.pt")).abs().max().item()
+        diff = (model(ids)[output] - torch.load(folder + "/logits.pt")).abs().max().item()
     print(folder, diff)
     assert diff == 0.0, (folder, diff)
 """
@@ -267,8 +276,8 @@ def test_loads_with_trust_remote_code_without_hf_posenc(case, tmp_path):
         model.save_pretrained(folder)
         input_ids = ids(1, 2 * WINDOW)
         torch.save(input_ids, folder / "ids.pt")
-        torch.save(logits(model, input_ids), folder / "logits.pt")
-        jobs.append((str(folder), case.auto_class))
+        torch.save(logits(case, model, input_ids), folder / "logits.pt")
+        jobs.append((str(folder), case.auto_class, case.output))
     env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules")}  # no sharing with parallel runs
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(REMOTE_CHECK), json.dumps(jobs)],
@@ -300,28 +309,31 @@ def test_peft_lora_trains_saves_reloads_and_merges(case, encoding, tmp_path):
     peft_model.train()
     optimizer = torch.optim.SGD([p for p in peft_model.parameters() if p.requires_grad], lr=1e-2)
     input_ids = ids(2, WINDOW + 8)
-    loss = peft_model(input_ids, labels=input_ids).loss
+    loss = case.loss(peft_model, input_ids)
     loss.backward()
     if has_position_params:
         grads = [p.grad for n, p in peft_model.named_parameters() if "position_encoding" in n and p.requires_grad]
         assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
     optimizer.step()
     peft_model.eval()
-    trained = logits(peft_model, input_ids)
+    trained = logits(case, peft_model, input_ids)
     peft_model.save_pretrained(tmp_path / "adapter")
 
     base = converted(case, encoding)
     reloaded = PeftModel.from_pretrained(base, tmp_path / "adapter").eval()
-    torch.testing.assert_close(logits(reloaded, input_ids), trained, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logits(case, reloaded, input_ids), trained, atol=1e-5, rtol=1e-5)
     merged = reloaded.merge_and_unload()
-    torch.testing.assert_close(logits(merged, input_ids), trained, atol=1e-4, rtol=1e-4)
+    # merging rounds W + BA anew in float32, which the sharpened attention amplifies: up to 1.3e-4 of the output's
+    # scale for CLIP's layer-normed hidden states (in float64 merged and unmerged agree to 1e-13)
+    tolerance = max(1e-4, 2e-4 * trained.abs().max().item())
+    torch.testing.assert_close(logits(case, merged, input_ids), trained, atol=tolerance, rtol=1e-4)
 
 
 @families
 def test_learned_without_extension_refuses_past_its_table(case):
     model = converted(case, "learned", max_positions=WINDOW)
     with pytest.raises(PositionEncodingError, match="past the learned table"):
-        logits(model, ids(1, 4 * WINDOW))
+        logits(case, model, ids(1, 4 * WINDOW))
 
 
 BAD_OPTIONS = [

@@ -14,12 +14,14 @@ from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding, apply
 from transformers.models.t5.modeling_t5 import T5Attention
 
 import hf_posenc
+from hf_posenc import PositionEncodingError
 from hf_posenc.modeling.posenc_alibi import ALiBi, alibi_slopes
 from hf_posenc.modeling.posenc_base import ModelInfo, merge_bias_with_mask
+from hf_posenc.modeling.posenc_learned import LearnedEncoding
 from hf_posenc.modeling.posenc_rope import RotaryEncoding
 from hf_posenc.modeling.posenc_sinusoidal import sinusoidal_table
 from hf_posenc.modeling.posenc_t5_bias import T5RelativeBias
-from tests.cases import tiny_bert, tiny_gpt2
+from tests.cases import CASES, sharpen, tiny_bert, tiny_gpt2
 
 HEADS, HEAD_DIM, WINDOW = 4, 32, 64
 INFO = ModelInfo(
@@ -189,6 +191,56 @@ def test_learned_interpolate_spreads_the_table():
     torch.testing.assert_close(new[0], old[0])
     torch.testing.assert_close(new[-1], old[-1])
     torch.testing.assert_close(new[31], old[15] / 2 + old[16] / 2, atol=1e-6, rtol=1e-5)
+
+
+def test_learned_keep_stretch_is_long_clip_knowledge_preserved_stretching():
+    """Long-CLIP's table: 77 rows, the first 20 kept, the other 57 stretched linearly over rows 20..247."""
+    info = ModelInfo(hidden_size=16, num_heads=2, num_layers=1, causal=True, trained_context_length=77)
+    options = LearnedEncoding.validate({"max_positions": 248, "method": "keep_stretch"}, info)
+    assert options["keep"] == 20 and not LearnedEncoding.keeps_trained_window(options)
+    assert "Only the first 20 rows are the pretrained ones" in LearnedEncoding.describe_limits(options, True)
+    encoding = LearnedEncoding(options, info)
+    old = torch.randn(77, 16, generator=torch.Generator().manual_seed(0))
+    encoding.load_absolute_table(old)
+    new = encoding.weight.detach()
+    assert new.shape == (248, 16)
+    assert torch.equal(new[:20], old[:20])  # kept bit for bit
+    torch.testing.assert_close(new[20], old[20])  # the stretched part starts at old row 20 ...
+    torch.testing.assert_close(new[-1], old[76])  # ... and ends at old row 76
+    # row 20 + j sits at old position 20 + j * 56 / 227; j = 100: 20 + 5600 / 227 = 44.669..., between rows 44 and 45
+    where = 20 + 100 * 56 / 227
+    low, frac = int(where), where - int(where)
+    torch.testing.assert_close(new[120], (1 - frac) * old[low] + frac * old[low + 1], atol=1e-6, rtol=1e-5)
+    assert (new[120] - old[low]).abs().max() > 0.1  # an interpolated row, not a copied one
+    assert not torch.allclose(new[20:77], old[20:77])  # inside the window, rows from `keep` on moved
+
+
+def test_learned_keep_stretch_keeps_the_first_rows_of_a_converted_model():
+    torch.manual_seed(0)
+    model = sharpen(tiny_gpt2(), CASES[0])
+    old = model.transformer.wpe.weight.detach().clone()
+    ids = torch.randint(3, 100, (1, 32))
+    with torch.no_grad():
+        expected = model(ids).logits
+    hf_posenc.convert(model, "learned", max_positions=100, method="keep_stretch", keep=8)
+    assert model.config.position_encoding_options == {"max_positions": 100, "method": "keep_stretch", "keep": 8}
+    table = model.transformer.position_encoding.weight
+    assert torch.equal(table[:8], old[:8]) and torch.equal(table[-1], old[-1])
+    with torch.no_grad():
+        got = model(ids).logits
+    torch.testing.assert_close(got[:, :8], expected[:, :8], atol=0, rtol=0)  # causal: the first 8 tokens see kept rows
+    assert (got[:, 8:] - expected[:, 8:]).abs().max() > 1e-3  # later ones see stretched rows
+
+
+@pytest.mark.parametrize("keep", [-1, 32, 40, 2.5, True, "20"])
+def test_learned_keep_must_lie_inside_the_old_table(keep):
+    model = tiny_gpt2()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(PositionEncodingError, match="'keep' must be an integer >= 0 and < the old table's 32 rows"):
+        hf_posenc.convert(model, "learned", method="keep_stretch", keep=keep)
+    assert type(model).__name__ == "GPT2LMHeadModel" and hasattr(model.transformer, "wpe")
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+    hf_posenc.convert(tiny_gpt2(), "learned", method="copy", keep=40)  # `keep` is read by keep_stretch only
 
 
 def test_available_encodings_lists_every_option_with_its_default():

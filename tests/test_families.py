@@ -7,7 +7,7 @@ import torch
 from transformers import GPTNeoConfig, GPTNeoForCausalLM
 
 import hf_posenc
-from tests.cases import CASES, VOCAB, WINDOW
+from tests.cases import CASES, VOCAB, WINDOW, tiny_clip_text_config
 
 RELATIVE = ["rope", "t5_bias", "alibi", "nope"]
 
@@ -25,10 +25,11 @@ def test_learned_conversion_reproduces_the_original_with_padding(case):
     input_ids = torch.randint(3, VOCAB, (2, WINDOW))
     mask = torch.ones_like(input_ids)
     input_ids[1, -6:], mask[1, -6:] = case.pad_token_id, 0  # right padding keeps every family's positions
-    expected = first_output(original, input_ids, attention_mask=mask)
-    converted = hf_posenc.convert(original, "learned")
-    assert converted.config.trained_context_length == WINDOW
-    got = first_output(converted, input_ids, attention_mask=mask)
+    with torch.no_grad():
+        expected = case.outputs(original, input_ids, attention_mask=mask)
+        converted = hf_posenc.convert(original, "learned")
+        assert converted.config.trained_context_length == WINDOW
+        got = case.outputs(converted, input_ids, attention_mask=mask)
     real = mask.bool()
     torch.testing.assert_close(got[real], expected[real], atol=1e-5, rtol=1e-5)
 
@@ -83,3 +84,109 @@ def test_gpt_neo_local_layers_keep_their_window_past_the_trained_length(encoding
 
     assert changed_at(last - window) == 0.0, "a token outside the window reached the last query"
     assert changed_at(last - window + 1) > 0.0, "a token inside the window did not reach the last query"
+
+
+CLIP_WINDOW = 77  # CLIP's text window
+
+
+def tiny_clip(head, eos_token_id: int = VOCAB - 1):
+    config = tiny_clip_text_config(CLIP_WINDOW, eos_token_id)
+    torch.manual_seed(0)
+    model = head(config).eval()
+    with torch.no_grad():  # sharpened, so that a wrong position row shows
+        for name, param in model.named_parameters():
+            if name.endswith(("q_proj.weight", "k_proj.weight")):
+                param.mul_(16.0)
+    return model
+
+
+def clip_prompts(length: int, eos_at: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Start token, text, one end-of-text token at each row's `eos_at`, then padding (and the padding mask)."""
+    generator = torch.Generator().manual_seed(3)
+    input_ids = torch.randint(3, VOCAB - 1, (len(eos_at), length), generator=generator)
+    mask = torch.ones_like(input_ids)
+    input_ids[:, 0] = 1
+    for row, eos in enumerate(eos_at):
+        input_ids[row, eos], input_ids[row, eos + 1 :], mask[row, eos + 1 :] = VOCAB - 1, 0, 0
+    return input_ids, mask
+
+
+CLIP_HEADS = ["CLIPTextModel", "CLIPTextModelWithProjection"]
+
+
+@pytest.mark.parametrize("head", CLIP_HEADS)
+@pytest.mark.parametrize("backend", ["eager", "sdpa"])
+def test_clip_learned_copy_equals_the_original_bit_for_bit_inside_77_tokens(head, backend):
+    import transformers
+
+    original = tiny_clip(getattr(transformers, head))
+    original.set_attn_implementation(backend)
+    input_ids, mask = clip_prompts(CLIP_WINDOW, [76, 40])
+    real = mask.bool()
+    with torch.no_grad():
+        expected = [original(input_ids), original(input_ids, attention_mask=mask)]
+        model = hf_posenc.convert(original, "learned", method="copy")
+        got = [model(input_ids), model(input_ids, attention_mask=mask)]
+    assert model.config.trained_context_length == CLIP_WINDOW
+    for before, after in zip(expected, got):
+        assert torch.equal(after.last_hidden_state[real], before.last_hidden_state[real])
+        pooled = "text_embeds" if head.endswith("Projection") else "pooler_output"
+        assert torch.equal(after[pooled], before[pooled])
+    # without a mask every row is exact (padding included): positions are 0..76 as in CLIP
+    assert torch.equal(got[0].last_hidden_state, expected[0].last_hidden_state)
+
+
+@pytest.mark.parametrize("encoding", ["rope", "t5_bias", "alibi", "sinusoidal", "learned", "nope"])
+@pytest.mark.parametrize("head", CLIP_HEADS)
+@pytest.mark.parametrize("eos_token_id", [VOCAB - 1, 2], ids=["first-eos", "legacy-argmax"])
+def test_clip_pools_at_the_end_of_text_token_past_77_tokens(encoding, head, eos_token_id):
+    """A 120-token prompt whose end-of-text token is at 110 pools the hidden state at 110 (both of CLIP's pooling rules:
+    the first `eos_token_id`, and for configs with eos_token_id=2 the largest id, which CLIP's end-of-text is)."""
+    import transformers
+
+    model = hf_posenc.convert(tiny_clip(getattr(transformers, head), eos_token_id), encoding)
+    input_ids, mask = clip_prompts(120, [110, 90])
+    with torch.no_grad():
+        out = model(input_ids, attention_mask=mask)
+        unmasked = model(input_ids)  # CLIP is causal: padding after the end-of-text token cannot reach it
+        base = model.base_model(input_ids, attention_mask=mask)
+    hidden = base.last_hidden_state
+    for row, eos in enumerate([110, 90]):
+        assert torch.equal(base.pooler_output[row], hidden[row, eos])
+        assert (hidden[row, eos] - hidden[row, -1]).abs().max() > 1e-3  # the test can tell the rows apart
+        assert (hidden[row, eos] - hidden[row, CLIP_WINDOW - 1]).abs().max() > 1e-3
+    if head.endswith("Projection"):
+        torch.testing.assert_close(out.text_embeds, model.text_projection(hidden[[0, 1], [110, 90]]))
+        torch.testing.assert_close(unmasked.text_embeds, out.text_embeds, atol=1e-5, rtol=1e-5)
+    else:
+        torch.testing.assert_close(unmasked.pooler_output, out.pooler_output, atol=1e-5, rtol=1e-5)
+
+
+def test_clip_with_both_towers_is_refused_untouched():
+    from transformers import CLIPConfig, CLIPModel
+
+    text = {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
+    vision = {**text, "image_size": 32, "patch_size": 16}
+    model = CLIPModel(CLIPConfig(text_config={**text, "vocab_size": VOCAB}, vision_config=vision, projection_dim=16))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(hf_posenc.PositionEncodingError) as err:
+        hf_posenc.convert(model, "rope")
+    message = str(err.value)
+    assert "\n" not in message and "Unsupported model type 'clip' (CLIPModel)" in message
+    assert "clip_text_model" in message  # names what is supported: a text tower on its own
+    assert type(model) is CLIPModel and all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+
+
+def test_clip_base_model_loads_a_projection_checkpoint(tmp_path):
+    """As transformers does for CLIPTextModel, AutoModel reads a CLIPTextModelWithProjection checkpoint's text tower."""
+    from transformers import AutoModel, CLIPTextModelWithProjection
+
+    model = hf_posenc.convert(tiny_clip(CLIPTextModelWithProjection), "t5_bias")
+    with torch.no_grad():
+        model.text_model.position_encoding.relative_attention_bias.weight.normal_()
+    model.save_pretrained(tmp_path)
+    base = AutoModel.from_pretrained(tmp_path).eval()
+    assert type(base).__name__ == "PosEncCLIPTextModel"
+    input_ids, _ = clip_prompts(100, [90])
+    with torch.no_grad():
+        assert torch.equal(base(input_ids).pooler_output, model.text_model(input_ids).pooler_output)

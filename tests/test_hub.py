@@ -348,7 +348,8 @@ def test_card_follows_the_encoding_what_conversion_changes_and_its_limits():
         expected = original(input_ids=ids).logits
     texts = {}
     for name, cls in registered_encodings().items():
-        for options in [{"method": "copy"}, {"method": "interpolate"}] if name == "learned" else [{}]:
+        learned = [{"method": "copy"}, {"method": "interpolate"}, {"method": "keep_stretch", "keep": 4}]
+        for options in learned if name == "learned" else [{}]:
             model = GPT2LMHeadModel(config).eval()
             model.load_state_dict(original.state_dict())
             hf_posenc.convert(model, name, **options)
@@ -362,6 +363,7 @@ def test_card_follows_the_encoding_what_conversion_changes_and_its_limits():
             texts[name, options.get("method")] = text.split("## What to expect")[1].split("## Fine-tuning")[0]
     assert len(set(texts.values())) == len(texts)
     assert "Hard limit: 64 positions" in texts["learned", "copy"]
+    assert "Only the first 4 rows are the pretrained ones" in texts["learned", "keep_stretch"]
     assert "order-blind" not in texts["nope", None]  # a decoder keeps the order of its causal mask
 
     bert, _ = tiny_bert_and_tokenizer()

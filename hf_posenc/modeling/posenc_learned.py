@@ -1,4 +1,5 @@
-"""A learned absolute table extended past the pretrained window (Longformer's copy, or interpolation)."""
+"""A learned absolute table extended past the pretrained window (Longformer's copy, interpolation, or Long-CLIP's
+knowledge-preserved stretching)."""
 
 from __future__ import annotations
 
@@ -9,22 +10,37 @@ from torch import nn
 
 from .posenc_base import ModelInfo, Option, PositionEncoding, PositionEncodingError, register_encoding
 
-METHODS = ("copy", "interpolate")
+METHODS = ("copy", "interpolate", "keep_stretch")
 
 
 @register_encoding
 class LearnedEncoding(PositionEncoding):
+    """A learned table of `max_positions` rows. `method="keep_stretch"` is Long-CLIP's knowledge-preserved stretching
+    (Zhang et al. 2024, "Long-CLIP: Unlocking the Long-Text Capability of CLIP"): the first `keep` rows, which are
+    the best trained, are kept as they are, and the old rows keep..old-1 are interpolated linearly over the new rows
+    keep..max_positions-1, the first and last old rows landing on the first and last new rows. Long-CLIP's own code
+    steps by a fixed ratio of 4 (77 -> 4 x 77 - 3 x 20 = 248 rows) and extrapolates its last three rows; here the
+    ratio is whatever fits `max_positions` (for 77 -> 248: 227 / 56, about 4.05), with no extrapolation."""
+
     name = "learned"
     kind = "input"
     relative = False
-    description = "Learned absolute table extended to max_positions by tiling (copy) or linear interpolation."
+    description = (
+        "Learned absolute table extended to max_positions by tiling (copy), linear interpolation, or Long-CLIP's "
+        "keep-and-stretch."
+    )
     limits = (
         "Hard limit: {max_positions} positions (the rows of the table); a longer input is an error. Rows past the "
         "trained window are filled by '{method}' and mean little until the model is fine-tuned at those lengths."
     )
     options = {
         "max_positions": Option(None, "Rows of the extended table (default: 4x the trained window)."),
-        "method": Option("copy", "How new rows are filled: 'copy' tiles the old table, 'interpolate' stretches it."),
+        "method": Option(
+            "copy",
+            "How new rows are filled: 'copy' tiles the old table, 'interpolate' stretches it, 'keep_stretch' keeps "
+            "the first `keep` rows and stretches the rest (Long-CLIP).",
+        ),
+        "keep": Option(20, "'keep_stretch' only: leading rows kept as they are (Long-CLIP: 20 of CLIP's 77)."),
     }
 
     @classmethod
@@ -39,11 +55,29 @@ class LearnedEncoding(PositionEncoding):
             )
         if options["method"] not in METHODS:
             raise PositionEncodingError(f"Option 'method' must be one of {METHODS}, got {options['method']!r}.")
+        keep, old = options["keep"], info.trained_context_length
+        if options["method"] == "keep_stretch" and (
+            isinstance(keep, bool) or not isinstance(keep, int) or not 0 <= keep < old
+        ):
+            raise PositionEncodingError(
+                f"Option 'keep' must be an integer >= 0 and < the old table's {old} rows, got {keep!r}."
+            )
         return options
 
     @classmethod
+    def describe_limits(cls, options: dict[str, Any], causal: bool) -> str:
+        limits = super().describe_limits(options, causal)
+        if options.get("method") == "keep_stretch":
+            limits += (
+                f" Only the first {options['keep']} rows are the pretrained ones: positions from {options['keep']} on "
+                "moved, inside the trained window too."
+            )
+        return limits
+
+    @classmethod
     def keeps_trained_window(cls, options: dict[str, Any]) -> bool:
-        return options.get("method") == "copy"  # the first rows are the old table, bit for bit
+        # copy: the first rows are the old table, bit for bit; keep_stretch: only the first `keep` rows are
+        return options.get("method") == "copy"
 
     def __init__(self, options: dict[str, Any], info: ModelInfo):
         super().__init__(options, info)
@@ -52,13 +86,14 @@ class LearnedEncoding(PositionEncoding):
     def load_absolute_table(self, weight: torch.Tensor) -> None:
         rows, old = self.weight.shape[0], weight.shape[0]
         with torch.no_grad():
-            if self.config_options["method"] == "copy":
+            method = self.config_options["method"]
+            if method == "copy":
                 tiled = weight.repeat((rows + old - 1) // old, 1)[:rows]
-            else:
-                stretched = nn.functional.interpolate(
-                    weight.float().T[None], size=rows, mode="linear", align_corners=True
-                )[0].T
-                tiled = stretched.to(weight.dtype)
+            elif method == "interpolate":
+                tiled = stretch(weight, rows)
+            else:  # keep_stretch (Long-CLIP): rows 0..keep-1 as they are, old rows keep..old-1 stretched over the rest
+                keep = self.config_options["keep"]
+                tiled = torch.cat((weight[:keep], stretch(weight[keep:], rows - keep)))
             self.weight.copy_(tiled.to(self.weight.dtype))
 
     def embed(self, position_ids: torch.Tensor) -> torch.Tensor:
@@ -69,3 +104,11 @@ class LearnedEncoding(PositionEncoding):
                 f"larger 'max_positions' or choose a relative encoding."
             )
         return nn.functional.embedding(position_ids, self.weight)
+
+
+def stretch(table: torch.Tensor, rows: int) -> torch.Tensor:
+    """`table` linearly interpolated to `rows` rows, its first and last rows kept at the ends (float32 inside)."""
+    if table.shape[0] == 1:
+        return table.expand(rows, -1).clone()
+    stretched = nn.functional.interpolate(table.float().T[None], size=rows, mode="linear", align_corners=True)
+    return stretched[0].T.to(table.dtype)
