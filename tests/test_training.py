@@ -32,6 +32,7 @@ EVALUATE = textwrap.dedent(
     loss = evaluate_loss(model, dataset, TrainConfig(batch_size=2), CausalCollator(), accelerator)
     if accelerator.is_main_process:
         print(json.dumps({"loss": loss, "processes": accelerator.num_processes}))
+    accelerator.end_training()
     """
 )
 

@@ -26,3 +26,16 @@ def run_cli(main: Callable[[list[str] | None], object], argv: list[str] | None =
         fail(str(err))
     except KeyboardInterrupt:
         fail("interrupted", code=130)
+    end_distributed()
+
+
+def end_distributed() -> None:
+    """Destroy the process group of a multi-process run before the interpreter exits, as Accelerate's
+    `end_training` does: left to exit, its communication threads can abort the process ("terminate called
+    without an active exception")."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        from accelerate import PartialState
+
+        PartialState().destroy_process_group()
