@@ -135,7 +135,7 @@ def test_embed_ids_truncates_like_sentence_transformers(tiny_folder):
     encoder = load_sentence_encoder(tiny_folder)
     ids = encoder.tokenizer(LONG_TEXT, add_special_tokens=False)["input_ids"]
     batched = embed_ids(encoder, [ids, ids[:10]], 64, batch_size=2)
-    inputs = torch.tensor([with_specials(encoder.tokenizer, ids[:62])])
+    inputs = torch.tensor(with_specials(encoder.tokenizer, [ids[:62]]))
     alone = encoder.pool(encoder.model(input_ids=inputs).last_hidden_state, torch.ones_like(inputs))
     torch.testing.assert_close(batched[0], alone[0].detach(), atol=1e-5, rtol=1e-4)
 

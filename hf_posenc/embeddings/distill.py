@@ -89,7 +89,7 @@ def collate(tokenizer: Any):
     """Pad [CLS] ids [SEP] sequences to the longest of the batch; targets as a float tensor."""
 
     def run(rows: list[dict]) -> dict[str, torch.Tensor]:
-        inputs = [with_specials(tokenizer, row["input_ids"]) for row in rows]
+        inputs = with_specials(tokenizer, [row["input_ids"] for row in rows])
         longest = max(len(ids) for ids in inputs)
         ids = torch.full((len(rows), longest), tokenizer.pad_token_id or 0, dtype=torch.long)
         mask = torch.zeros((len(rows), longest), dtype=torch.long)

@@ -18,10 +18,10 @@ def special_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:
     return full[:at], full[at + len(bare) :]
 
 
-def with_specials(tokenizer: Any, ids: list[int]) -> list[int]:
-    """[CLS] ids [SEP]: the tokenizer's own special tokens around one sequence."""
+def with_specials(tokenizer: Any, sequences: list[list[int]]) -> list[list[int]]:
+    """[CLS] ids [SEP] for each sequence: the tokenizer's own special tokens around one sequence."""
     prefix, suffix = special_tokens(tokenizer)
-    return [*prefix, *ids, *suffix]
+    return [[*prefix, *ids, *suffix] for ids in sequences]
 
 
 @torch.no_grad()
@@ -36,7 +36,7 @@ def embed_ids(
     """One embedding per sequence of token ids (no special tokens), cut to `max_length` tokens with its special
     tokens, as sentence-transformers truncates. Sequences are batched by length, so padding stays small."""
     specials = encoder.tokenizer.num_special_tokens_to_add(pair=False)
-    inputs = [with_specials(encoder.tokenizer, ids[: max_length - specials]) for ids in sequences]
+    inputs = with_specials(encoder.tokenizer, [ids[: max_length - specials] for ids in sequences])
     order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
     model = encoder.model
     device = next(model.parameters()).device
