@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -67,7 +66,3 @@ def fidelity(original: SentenceEncoder, converted: SentenceEncoder, sequences: l
     cosines = (a * b).sum(-1)
     return {"mean_cosine": float(cosines.mean()), "min_cosine": float(cosines.min()), "passages": len(sequences)}
 
-
-def accuracy_table(results: dict[str, Any], task: str) -> dict[str, dict[str, float]]:
-    """{method label: {length: accuracy}} for one task, from `evaluate_method` results."""
-    return {label: result["summary"].get(task, {}) for label, result in results.items()}

@@ -43,7 +43,6 @@ class SentenceEncoder:
     pooling: dict[str, Any]  # 1_Pooling/config.json as it was
     normalize: bool
     max_seq_length: int
-    modules: list[dict[str, Any]] = field(default_factory=list)
     extra_files: dict[str, bytes] = field(default_factory=dict)  # config_sentence_transformers.json and the like
 
     @property
@@ -141,7 +140,7 @@ def load_sentence_encoder(name_or_path: str | os.PathLike, model: Any = None) ->
         for name in ("config_sentence_transformers.json",)
         if (folder / name).is_file()
     }
-    return SentenceEncoder(model, tokenizer, pooling, "Normalize" in kinds, int(max_seq_length), modules, extra)
+    return SentenceEncoder(model, tokenizer, pooling, "Normalize" in kinds, int(max_seq_length), extra)
 
 
 def _kind(module_type: str) -> str:
