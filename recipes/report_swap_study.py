@@ -1,4 +1,5 @@
-"""The swap study's report: results.json, results.md (tables, ranking, recovery check) and PNG plots.
+"""The swap study's report: results.json, results.md (tables, recovery, extrapolation, passkey, the literature
+check) and PNG plots, all as mean +- std over the seeds.
 
 python recipes/report_swap_study.py results/swap_study   # redraw results.md and the PNGs from results.json
 """
@@ -10,120 +11,352 @@ import math
 from pathlib import Path
 from typing import Any
 
-from hf_posenc.evaluation import markdown_table, measurement
-from hf_posenc.evaluation.report import plot_loss_by_position, plot_passkey, plot_perplexity
+from hf_posenc.evaluation import measurement
+from hf_posenc.evaluation.recovery import curve_summary, mean_std, tokens_to_recover
 
 BASE = "original (no fine-tuning)"
-CONTROL = "original + fine-tuning"
-RECOVERY_TOLERANCE = 0.05
+TOLERANCE = 0.02  # "recovered": mean in-window perplexity within 2% of the base's
+MODES = ("chunked", "sliding")
+DESCRIBE = {"chunked": "non-overlapping chunks", "sliding": "sliding window, stride half the length"}
 
 
-def ppl(result: dict[str, Any], length: int, mode: str = "chunked") -> float | None:
-    record = measurement(result, length, mode)
+# ---------------- aggregation over seeds ----------------
+def ppl(result: dict[str, Any] | None, length: int, mode: str = "chunked") -> float | None:
+    record = measurement(result, length, mode) if result else None
     return record["perplexity"] if record and record["status"] == "ok" else None
 
 
-def ranking(models: dict[str, dict[str, Any]], length: int, mode: str) -> list[tuple[str, float]]:
-    """Models that ran at `length`, best (lowest perplexity) first."""
-    scored = [(name, ppl(result, length, mode)) for name, result in models.items()]
-    return sorted(((n, p) for n, p in scored if p is not None), key=lambda item: item[1])
-
-
-def recovery_rows(part: dict[str, Any]) -> list[dict[str, Any]]:
-    """In-window perplexity of every fine-tuned model against the base and the equally fine-tuned original."""
-    models, window = part["models"], part["window"]
-    base, control = models.get(BASE), models.get(CONTROL)
-    base_ppl = ppl(base, window) if base else None
-    control_ppl = ppl(control, window) if control else None
-    rows = []
-    for name, result in models.items():
-        if name == BASE:
-            continue
-        value = ppl(result, window)
-        training = part["training"].get(name, {})
-        rows.append(
-            {
-                "model": name,
-                "right_after_swap": training.get("in_window_ppl_right_after_swap"),
-                "after_fine_tuning": value,
-                "vs_base": value / base_ppl - 1 if value and base_ppl else None,
-                "vs_control": value / control_ppl - 1 if value and control_ppl else None,
-                "recovered": bool(value and base_ppl and value <= base_ppl * (1 + RECOVERY_TOLERANCE)),
-            }
+def aggregate(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several seeds' `evaluate_long_context` results as one in the same shape: each perplexity record holds the
+    mean over the seeds (status "ok" only where every seed ran) with "std" and "values"; passkey accuracy is the mean
+    per cell."""
+    first = results[0]
+    records = []
+    for record in first["perplexity"]:
+        length, mode = record["length"], record["mode"]
+        values = [ppl(r, length, mode) for r in results]
+        mean, std = mean_std(values)
+        ok = all(v is not None for v in values)
+        records.append(
+            {**record, "status": "ok" if ok else record["status"], "values": values}
+            | ({"perplexity": mean, "std": std, "loss": math.log(mean)} if ok else {"perplexity": None, "std": None})
         )
-    return rows
+    passkey = None
+    if first.get("passkey"):
+        cells = [r["passkey"]["accuracy"] for r in results]
+        accuracy = [
+            [mean_std([c[i][j] for c in cells])[0] for j in range(len(cells[0][i]))] for i in range(len(cells[0]))
+        ]
+        by_length = [mean_std(row)[0] for row in accuracy]
+        passkey = {**first["passkey"], "accuracy": accuracy, "accuracy_by_length": by_length, "seeds": len(results)}
+    return {**first, "perplexity": records, "passkey": passkey, "seeds": len(results)}
 
 
+def scaled_result(record: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    """The rope + `kind` rows over the seeds: each length's result (its own scaling factor) merged into one."""
+    per_seed = (record.get("scaling") or {}).get(kind) or {}
+    if not per_seed:
+        return None
+    merged = []
+    for seed_results in per_seed.values():
+        results = [seed_results[n] for n in sorted(seed_results, key=int)]
+        base = {**results[0], "perplexity": [r for res in results for r in res["perplexity"]]}
+        base["lengths"] = [n for res in results for n in res["lengths"]]
+        if results[0].get("passkey"):
+            passkey = dict(results[0]["passkey"])
+            passkey["lengths"] = base["lengths"]
+            passkey["accuracy"] = [row for res in results for row in res["passkey"]["accuracy"]]
+            passkey["accuracy_by_length"] = [a for res in results for a in res["passkey"]["accuracy_by_length"]]
+            base["passkey"] = passkey
+        merged.append(base)
+    return aggregate(merged)
+
+
+def summarize(record: dict[str, Any]) -> dict[str, Any]:
+    """The derived part of the record (`gpt2`): per-encoding means over seeds, curves, recovery budgets, verdicts."""
+    runs, window, lengths = record.get("runs", {}), record["window"], record["lengths"]
+    base = record["base_result"]
+    models: dict[str, Any] = {}
+    if base.get("long_context"):
+        models[BASE] = base["long_context"]
+    curves, training = {}, {}
+    for name, seeds in runs.items():
+        results = [seeds[s]["long_context"] for s in sorted(seeds, key=int)]
+        models[name] = aggregate(results)
+        curve = curve_summary([seeds[s]["training"]["probes"] for s in sorted(seeds, key=int)])
+        curves[name] = {
+            "points": curve,
+            "tokens_to_within_2pct_of_base": tokens_to_recover(curve, base["perplexity"], TOLERANCE),
+        }
+        training[name] = {"in_window_ppl_right_after_swap": curve[0]["mean"] if curve else None,
+                          "in_window_ppl_after_fine_tuning": curve[-1]["mean"] if curve else None}  # fmt: skip
+    for kind in (record.get("settings") or {}).get("scaling") or []:
+        scaled = scaled_result(record, kind)
+        if scaled is not None:
+            models[f"rope + {kind} (inference)"] = scaled
+    return {"window": window, "lengths": lengths, "models": models, "training": training, "curves": curves,
+            "verdicts": verdicts(models, window, lengths)}  # fmt: skip
+
+
+def rise(result: dict[str, Any] | None, window: int, length: int) -> tuple[float, bool] | None:
+    """Chunked perplexity at `length` over the same model's at its window (means over seeds), and whether it rose by
+    more than the seed noise: the mean per-seed rise exceeds twice its standard error (paired by seed; with one seed,
+    any rise counts)."""
+    inside, outside = (measurement(result, n, "chunked") if result else None for n in (window, length))
+    if not inside or not outside or inside["status"] != "ok" or outside["status"] != "ok":
+        return None
+    pairs = [(a, b) for a, b in zip(inside.get("values") or [], outside.get("values") or []) if a and b]
+    differences = [b - a for a, b in pairs] or [outside["perplexity"] - inside["perplexity"]]
+    mean, std = mean_std(differences)
+    return outside["perplexity"] / inside["perplexity"], mean > 2 * (std or 0.0) / math.sqrt(len(differences))
+
+
+def verdicts(models: dict[str, Any], window: int, lengths: list[int]) -> list[dict[str, Any]]:
+    """The literature's ordering (Press et al. 2022), point by point, on chunked perplexity past the window: a model
+    "degrades" where its perplexity rises above its in-window value by more than the seed noise, and "holds" where it
+    does not rise beyond the noise at any length."""
+    longer = [n for n in lengths if n > window]
+    if not longer:
+        return []
+
+    def rises(name: str) -> list[tuple[float, bool] | None]:
+        return [rise(models.get(name), window, n) for n in longer]
+
+    def text(name: str) -> str:
+        cells = []
+        for r, n in zip(rises(name), longer):
+            cells.append(
+                f"n/a at {n // window}x" if r is None else f"x{r[0]:.3f}{'*' if r[1] else ''} at {n // window}x"
+            )
+        return ", ".join(cells)
+
+    def complete(values: list) -> bool:
+        return all(v is not None for v in values)
+
+    out = []
+    for name in ("sinusoidal", "learned"):
+        if name in models:
+            values = rises(name)
+            ok = complete(values) and values[-1][1]
+            out.append({"claim": f"{name} degrades past the window", "reproduces": ok, "evidence": text(name)})
+    if "rope" in models:
+        values = rises("rope")
+        ok = complete(values) and values[-1][1] and all(b[0] >= a[0] for a, b in zip(values, values[1:]))
+        out.append({"claim": "rope degrades with distance", "reproduces": ok, "evidence": text("rope")})
+    for name in ("alibi", "t5_bias"):
+        if name in models:
+            values = rises(name)
+            ok = complete(values) and not any(v[1] for v in values)
+            out.append({"claim": f"{name} holds past the window", "reproduces": ok, "evidence": text(name)})
+    if "nope" in models:
+        at_end = {name: (rises(name)[-1] or (None,))[0] for name in models if name != BASE and "inference" not in name}
+        holders = [v for n, v in at_end.items() if n in ("alibi", "t5_bias") and v]
+        degraders = [v for n, v in at_end.items() if n in ("rope", "sinusoidal", "learned") and v]
+        nope = at_end.get("nope")
+        ok = bool(nope and holders and degraders and max(holders) <= nope <= min(degraders))
+        out.append(
+            {"claim": "nope sits between them (at the longest length)", "reproduces": ok, "evidence": text("nope")}
+        )
+    return out
+
+
+# ---------------- markdown ----------------
 def _f(value: float | None, fmt: str = "{:.2f}") -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
 
 
-def gpt2_section(part: dict[str, Any]) -> list[str]:
-    models, window, lengths = part["models"], part["window"], part["lengths"]
+def _pm(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return "n/a"
+    return f"{mean:.1f} ± {std:.1f}" if std else f"{mean:.1f}"
+
+
+def _tokens(n: int | None) -> str:
+    if n is None:
+        return "not within budget"
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.0f}k" if n >= 1e3 else str(n)
+
+
+def base_lines(record: dict[str, Any], part: dict[str, Any]) -> list[str]:
+    base = record["base_result"]
+    s = record["settings"]
+    pre = record.get("base_pretraining_tokens")
+    budget = record["steps"] * record["tokens_per_step"]
+    share = f" ({budget / pre:.1%} of the base's {pre / 1e6:.2f}M pretraining tokens)" if pre else ""
+    nope = part["training"].get("nope", {}).get("in_window_ppl_right_after_swap")
     lines = [
-        f"## GPT-2: learned absolute positions swapped, fine-tuned, evaluated at {', '.join(map(str, lengths))} tokens",
+        f"Base: `{record['base']}`, a GPT-2 with a learned table of {record['window']} positions. Every encoding is "
+        f"fine-tuned from it with seeds {', '.join(map(str, s['seeds']))} for {budget:,} tokens{share}, "
+        f"{record['steps']} steps of {record['tokens_per_step']:,} tokens; the training text is the training books "
+        f"plus {record['mixture']['actual_fraction']:.0%} passkey blocks. Evaluation: the held-out books. "
+        "Numbers are mean ± std over the seeds.",
         "",
-        f"Base: `{part.get('base')}` (trained window {window}). Perplexity on held-out books "
-        "(non-overlapping chunks; `sliding` = sliding window, stride half the length); passkey = retrieval accuracy.",
+        "## The base",
         "",
-        markdown_table(models, lengths),
-        "",
-        "### Ranking (chunked perplexity, lower is better)",
+        "| in-window perplexity | bpc | unigram bpc | bpc / unigram | perplexity with `nope` (no positions) |",
+        "| --- | --- | --- | --- | --- |",
+        f"| {base['perplexity']:.2f} | {base['bpc']:.3f} | {_f(base.get('unigram_bpc'), '{:.3f}')} | "
+        f"{_f(base['bpc'] / base['unigram_bpc'] if base.get('unigram_bpc') else None, '{:.3f}')} | "
+        f"{_f(nope)} ({_f(nope / base['perplexity'] if nope else None, 'x{:.3f}')}) |",
         "",
     ]
-    for length in lengths:
-        ranked = ranking(models, length, "chunked")
-        label = "inside the window" if length == window else f"at {length // window}x ({length})"
-        lines.append(f"- {label}: " + (" < ".join(f"`{n}` {p:.1f}" for n, p in ranked) or "no model ran"))
+    return lines
+
+
+def recovery_lines(record: dict[str, Any], part: dict[str, Any]) -> list[str]:
+    base_ppl = record["base_result"]["perplexity"]
+    curves = part["curves"]
+    if not curves:
+        return []
+    points = next(iter(curves.values()))["points"]
+    header = " | ".join(_tokens(p["tokens"]) if p["tokens"] else "0 (swap)" for p in points)
+    lines = [
+        "## Recovery: in-window perplexity against fine-tuning tokens",
+        "",
+        f"Probed along each run (cosine schedule over the whole budget). Base: {base_ppl:.2f}; "
+        f"recovered = mean within {TOLERANCE:.0%} of it ({base_ppl * (1 + TOLERANCE):.2f}).",
+        "",
+        f"| encoding | {header} | swap / base | recovered at |",
+        "| --- |" + " --- |" * (len(points) + 2),
+    ]
+    for name, curve in curves.items():
+        cells = " | ".join(_pm(p["mean"], p["std"]) for p in curve["points"])
+        swap = curve["points"][0]["mean"]
+        recovered = _tokens(curve["tokens_to_within_2pct_of_base"])
+        lines.append(f"| `{name}` | {cells} | {_f(swap / base_ppl if swap else None, 'x{:.3f}')} | {recovered} |")
+    return lines + ["", "![recovery](recovery.png)", ""]
+
+
+def extrapolation_lines(record: dict[str, Any], part: dict[str, Any]) -> list[str]:
+    window, lengths, models = part["window"], part["lengths"], part["models"]
+    lines = ["## Extrapolation: perplexity at 1x-8x the window, after the full budget", ""]
+    for mode in MODES:
+        lines += [
+            f"**{mode}** ({DESCRIBE[mode]})",
+            "",
+            "| model | " + " | ".join(f"{n} ({n // window}x)" for n in lengths) + " |",
+            "| --- |" + " --- |" * len(lengths),
+        ]
+        for name, result in models.items():
+            cells = []
+            for n in lengths:
+                m = measurement(result, n, mode)
+                cells.append(_pm(m["perplexity"], m.get("std")) if m and m["status"] == "ok" else "n/a")
+            lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+        lines.append("")
+    max_tokens = (record.get("settings") or {}).get("eval", {}).get("max_tokens")
     lines += [
+        f"Every length scores the same tokens (the first {max_tokens:,} of the held-out text), so the columns compare; "
+        "the recovery probe scores windows spread over both books, so its numbers differ from the 1x column. "
+        "`rope + linear` and `rope + yarn` are the fine-tuned rope models run with that RoPE scaling at inference "
+        "(factor = length / window) and no further training; at 1x they are plain `rope`.",
         "",
-        f"### Recovery of in-window perplexity (target: within {RECOVERY_TOLERANCE:.0%} of the base model)",
+        "![extrapolation](extrapolation.png)",
         "",
-        "| model | ppl @ window right after swap | after fine-tuning | vs base | vs original + same fine-tuning | "
-        "within 5% of base |",
-        "| --- | --- | --- | --- | --- | --- |",
     ]
-    for row in recovery_rows(part):
-        lines.append(
-            f"| `{row['model']}` | {_f(row['right_after_swap'])} | {_f(row['after_fine_tuning'])} | "
-            f"{_f(row['vs_base'], '{:+.1%}')} | {_f(row['vs_control'], '{:+.1%}')} | "
-            f"{'yes' if row['recovered'] else 'no'} |"
-        )
-    lines += ["", "![perplexity](gpt2_perplexity_vs_length.png)", "", "![loss by position](gpt2_loss_by_position.png)"]
-    lines += ["", "![passkey](gpt2_passkey_heatmap.png)", ""]
+    return lines
+
+
+def passkey_lines(part: dict[str, Any]) -> list[str]:
+    window, lengths = part["window"], part["lengths"]
+    with_passkey = {n: r["passkey"] for n, r in part["models"].items() if r.get("passkey")}
+    if not with_passkey:
+        return []
+    depths = next(iter(with_passkey.values()))["depths"]
+    lines = [
+        "## Passkey retrieval",
+        "",
+        f"Accuracy (exact key, greedy) by length, mean over depths {', '.join(f'{d:g}' for d in depths)} and seeds.",
+        "",
+        "| model | " + " | ".join(f"{n} ({n // window}x)" for n in lengths) + " |",
+        "| --- |" + " --- |" * len(lengths),
+    ]
+    for name, passkey in with_passkey.items():
+        by_length = dict(zip(passkey["lengths"], passkey["accuracy_by_length"]))
+        lines.append(f"| `{name}` | " + " | ".join(_f(by_length.get(n), "{:.0%}") for n in lengths) + " |")
+    return lines + ["", "By depth: ![passkey](passkey.png)", ""]
+
+
+def table_lines(record: dict[str, Any]) -> list[str]:
+    tables = record.get("position_tables") or {}
+    lines = []
+    for name, seeds in tables.items():
+        moved = [
+            max(abs(a - b) for row_a, row_b in zip(t["after"], t["before"]) for a, b in zip(row_a, row_b))
+            for t in seeds.values()
+        ]
+        lines += [
+            f"## The `{name}` table moved",
+            "",
+            f"Largest change of any bucket's bias over fine-tuning: {', '.join(f'{m:.3f}' for m in moved)} "
+            "(per seed). Values by bucket and head, before and after: ![table](position_table.png)",
+            "",
+        ]
+    return lines
+
+
+def verdict_lines(part: dict[str, Any]) -> list[str]:
+    if not part["verdicts"]:
+        return []
+    lines = [
+        "## Does the literature's ordering reproduce?",
+        "",
+        "Chunked perplexity at each length over the same model's at its window, mean over seeds; * = a rise beyond "
+        "the seed noise (the mean per-seed rise is over twice its standard error). Degrades = a rise beyond the "
+        "noise at the longest length; holds = no rise beyond the noise at any length.",
+        "",
+        "| claim (Press et al. 2022) | reproduces | ratio to the in-window perplexity |",
+        "| --- | --- | --- |",
+    ]
+    for v in part["verdicts"]:
+        lines.append(f"| {v['claim']} | {'yes' if v['reproduces'] else '**no**'} | {v['evidence']} |")
+    return lines + [""]
+
+
+def run_lines(record: dict[str, Any]) -> list[str]:
+    lines = ["## Training runs", "", "| encoding | seed | steps | tokens | train loss | tokens/s |"]
+    lines.append("| --- | --- | --- | --- | --- | --- |")
+    for name, seeds in record.get("runs", {}).items():
+        for seed, run in seeds.items():
+            t = run["training"]
+            lines.append(
+                f"| `{name}` | {seed} | {t['steps']} | {t['tokens']:,} | {_f(t['train_loss'], '{:.3f}')} | "
+                f"{t['tokens_per_second']:,.0f} |"
+            )
     return lines
 
 
 def write_study_report(record: dict[str, Any], out_dir: str | Path, write_json: bool = True) -> None:
     """Write results.json (unless `write_json` is False), results.md and the PNG plots of a swap study record."""
+    from plots_swap_study import plot_extrapolation, plot_passkey_grid, plot_position_table, plot_recovery
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    part = summarize(record) if "base_result" in record else None  # None: nothing measured yet
+    record = {**record, "gpt2": part}
     if write_json:
         (out / "results.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
     minutes = record.get("wall_seconds", 0) / 60
     status = "finished" if record.get("finished") else "in progress / interrupted"
+    m = record["machine"]
     lines = [
         "# Swap study",
         "",
-        f"{record['date']}; machine: {record['machine']['processor']}, {record['machine']['cpus']} CPUs, "
-        f"torch {record['machine']['torch']}, transformers {record['machine']['transformers']}; "
-        f"wall time {minutes:.1f} min, CPU time {record.get('cpu_seconds', 0) / 60:.1f} min ({status}).",
+        f"{record['date']}; {m['processor']}, {m['cpus']} CPUs, torch {m['torch']}, transformers "
+        f"{m['transformers']}; wall time {minutes:.1f} min, CPU time {record.get('cpu_seconds', 0) / 60:.1f} min "
+        f"({status}).",
         "",
     ]
-    gpt2 = record["gpt2"]
-    if gpt2["models"]:
-        lines += gpt2_section(gpt2)
-        plot_perplexity(gpt2["models"], gpt2["lengths"], out / "gpt2_perplexity_vs_length.png")
-        plot_loss_by_position(gpt2["models"], out / "gpt2_loss_by_position.png")
-        plot_passkey(gpt2["models"], out / "gpt2_passkey_heatmap.png")
-    lines += ["## Training runs", "", "| model | steps | tokens | train loss | eval loss | tokens/s |"]
-    lines.append("| --- | --- | --- | --- | --- | --- |")
-    for name, run in gpt2["training"].items():
-        lines.append(
-            f"| `{name}` | {run['steps']} | {run['tokens']:,} | {_f(run['train_loss'], '{:.3f}')} | "
-            f"{_f(run['eval_loss'], '{:.3f}')} | {run['tokens_per_second']:,.0f} |"
-        )
+    if part is None:
+        (out / "results.md").write_text("\n".join(lines + ["Nothing measured yet."]) + "\n")
+        return
+    lines += base_lines(record, part) + recovery_lines(record, part) + extrapolation_lines(record, part)
+    lines += passkey_lines(part) + table_lines(record) + verdict_lines(part) + run_lines(record)
     (out / "results.md").write_text("\n".join(lines) + "\n")
+    plot_recovery(part, record["base_result"]["perplexity"], TOLERANCE, out / "recovery.png")
+    plot_extrapolation(part, out / "extrapolation.png")
+    plot_passkey_grid(part, out / "passkey.png")
+    plot_position_table(record.get("position_tables") or {}, out / "position_table.png")
 
 
 def render(out_dir: str | Path) -> Path:
@@ -136,6 +369,7 @@ def render(out_dir: str | Path) -> Path:
 if __name__ == "__main__":
     import sys
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
         sys.exit("usage: python recipes/report_swap_study.py RESULTS_DIR   (the folder holding results.json)")
     print(f"Wrote {render(sys.argv[1])} and its plots")

@@ -1,11 +1,13 @@
-"""The swap study: pretrain (or reuse) a small GPT-2 with learned absolute positions on the shipped books, convert it
-to every encoding, fine-tune each for the same token budget, and evaluate all of them and the original on held-out
-books at 1x/2x/4x/8x the training window. Writes results.json, results.md and PNG plots to --out_dir (no absolute
-path of this machine in them); the fine-tuned models go to the hf_posenc cache (or --models_dir), not next to them.
+"""The swap study: take a GPT-2 with learned absolute positions (by default the shipped study base), convert it to
+every encoding, fine-tune each with several seeds while probing its in-window perplexity along the way (the recovery
+curve), then measure perplexity at 1x/2x/4x/8x its window (chunked and sliding), RoPE with inference-time scaling
+past the window, and passkey retrieval by length and depth. Writes results.json, results.md and PNG plots to
+--out_dir (no absolute path of this machine in them); the fine-tuned models go to the hf_posenc cache (or
+--models_dir), not next to them.
 
-    python recipes/swap_study.py                      # the default setting (about 30 minutes on 2 CPU cores)
-    python recipes/swap_study.py --setting quick      # under 3 minutes (CI)
-    python recipes/swap_study.py --setting full       # GPU scale: gpt2 from the Hub, wikitext-103
+    python recipes/swap_study.py --out_dir results/swap_study   # the default setting (under 30 minutes, 2 CPU cores)
+    python recipes/swap_study.py --setting quick                # under 3 minutes (CI)
+    python recipes/swap_study.py --setting full                 # GPU scale: gpt2 from the Hub, wikitext-103
     python recipes/swap_study.py --config my.yaml --set finetune.learning_rate=1e-3
 """
 
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import platform
 import sys
@@ -27,11 +28,18 @@ from hf_posenc.training.config import load_settings as load_settings_file
 
 HERE = Path(__file__).resolve().parent
 SETTINGS = ("quick", "default", "full")
+BASE = "original (no fine-tuning)"
+SECTIONS = {"base_model", "data", "seeds", "workers", "encodings", "finetune", "mixture", "curve", "eval", "scaling"}
 
 
 def load_settings(setting: str | None, config: str | None, overrides: list[str]) -> dict[str, Any]:
     """The study settings: a named YAML under recipes/configs (or --config), then --set key.sub=value overrides."""
-    return load_settings_file(Path(config) if config else HERE / "configs" / f"swap_study_{setting}.yaml", overrides)
+    path = Path(config) if config else HERE / "configs" / f"swap_study_{setting}.yaml"
+    settings = load_settings_file(path, overrides)
+    unknown = sorted(set(settings) - SECTIONS)
+    if unknown:
+        raise RecipeError(f"Unknown study setting(s) {unknown} in {path.name}; known: {sorted(SECTIONS)}.")
+    return settings
 
 
 def train_config(section: dict[str, Any], output_dir: Path, progress: bool) -> TrainConfig:
@@ -42,8 +50,138 @@ def train_config(section: dict[str, Any], output_dir: Path, progress: bool) -> T
     return TrainConfig(**{**section, "output_dir": str(output_dir), "progress": progress}).check()
 
 
+def encoding_specs(spec: Any, lengths: list[int]) -> dict[str, dict[str, Any]]:
+    """{name: {"options": convert options, "finetune": training overrides}}; a learned table is extended (copied,
+    as LED does) to the longest evaluated length."""
+    spec = {name: {} for name in spec} if isinstance(spec, list) else dict(spec or {})
+    out = {}
+    for name, entry in spec.items():
+        entry = dict(entry or {})
+        unknown = sorted(set(entry) - {"options", "finetune"})
+        if unknown:
+            raise RecipeError(f"encodings.{name}: unknown key(s) {unknown}; use options: and finetune:.")
+        options = dict(entry.get("options") or {})
+        if name == "learned":
+            options.setdefault("max_positions", max(lengths))
+        out[name] = {"options": options, "finetune": dict(entry.get("finetune") or {})}
+    if not out:
+        raise RecipeError("No encodings to study.")
+    return out
+
+
+class Bench:
+    """What every run shares: the base, tokenizer, held-out texts, training blocks (with the retrieval mixture), the
+    fine-tuning settings and probe steps. Built once per process (the main one, and each worker)."""
+
+    def __init__(self, settings: dict[str, Any]):
+        from transformers import AutoModelForCausalLM
+
+        from hf_posenc.data import study_base_dir
+        from hf_posenc.evaluation.recovery import log_spaced_steps
+        from hf_posenc.training import load_documents, load_tokenizer, tokenize_and_pack
+        from hf_posenc.training.retrieval_mix import mix_retrieval
+
+        s = self.settings = settings
+        self.base_dir = str(s.get("base_model") or study_base_dir())
+        config = AutoModelForCausalLM.from_pretrained(self.base_dir).config
+        if config.model_type != "gpt2" or getattr(config, "position_encoding", None):
+            raise RecipeError(f"The study converts a GPT-2 with learned positions; {self.base_dir} is not one.")
+        self.window = window = int(config.max_position_embeddings)
+        self.lengths = [window * int(f) for f in s["eval"]["factors"]]
+        self.specs = encoding_specs(s["encodings"], self.lengths)
+        self.finetune = {**s["finetune"], "block_size": window}
+        accumulation = self.finetune.get("gradient_accumulation_steps", 1)
+        self.tokens_per_step = window * self.finetune["batch_size"] * accumulation
+        self.steps = -(-int(self.finetune.pop("token_budget")) // self.tokens_per_step)
+        try:
+            self.probe_steps = log_spaced_steps(self.steps, int(s["curve"]["points"]))
+        except ValueError as err:
+            raise RecipeError(f"curve.points: {err} Raise finetune.token_budget or lower curve.points.") from None
+        for spec in self.specs.values():  # every run's training settings, checked before anything runs
+            train_config({**self.finetune, **spec["finetune"], "max_steps": self.steps}, Path("."), False)
+        self.tokenizer = load_tokenizer(self.base_dir)
+        raw = load_documents(**(s.get("data") or {}))
+        self.train_texts = list(raw["train"]["text"])
+        self.texts = needed_text(list(raw["eval"]["text"]), self.lengths, s["eval"]["max_tokens"])
+        data = tokenize_and_pack(raw, self.tokenizer, window, max_eval_blocks=1)
+        mixture = s.get("mixture") or {}
+        self.train_set, self.mixture = mix_retrieval(
+            data.train, self.tokenizer, window, mixture.get("retrieval_fraction", 0.0), mixture.get("retrieval_seed", 1)
+        )
+
+    def probe(self, model: Any) -> dict[str, Any]:
+        """In-window quality on the held-out books: perplexity and bits per character on windows that start at 0."""
+        from hf_posenc.evaluation import heldout_bpc
+
+        scored = heldout_bpc(model, self.tokenizer, self.texts, self.window, self.settings["curve"]["windows_per_book"])
+        return {key: scored[key] for key in ("perplexity", "bpc", "loss")}
+
+    def evaluate(self, model: Any, lengths: list[int], label: str, progress: bool = False) -> dict[str, Any]:
+        from hf_posenc.evaluation import evaluate_long_context
+
+        e = self.settings["eval"]
+        return evaluate_long_context(
+            model, self.tokenizer, self.texts, lengths, passkey=True, max_tokens=e["max_tokens"],
+            sliding=e.get("sliding", True), passkey_trials=e["passkey_trials"],
+            passkey_depths=tuple(e["passkey_depths"]), name=label, progress=progress,
+        )  # fmt: skip
+
+    def run(self, name: str, seed: int, models_dir: Path, progress: bool = False) -> dict[str, Any]:
+        """Convert, fine-tune with probes, evaluate; rope also with inference-time scaling. A JSON-able record."""
+        from transformers import AutoModelForCausalLM
+
+        import hf_posenc
+        from hf_posenc.training import CausalCollator, train
+
+        spec = self.specs[name]
+        model = hf_posenc.convert(AutoModelForCausalLM.from_pretrained(self.base_dir), name, **spec["options"])
+        before = position_table(model)
+        section = {**self.finetune, **spec["finetune"], "max_steps": self.steps, "seed": seed}
+        cfg = train_config(section, models_dir / name / f"seed{seed}", progress)
+        result = train(model, self.train_set, None, cfg, CausalCollator(), self.tokenizer, probe=self.probe,
+                       probe_steps=self.probe_steps)  # fmt: skip
+        model = result.pop("model")
+        out = {"training": result, "long_context": self.evaluate(model, self.lengths, f"{name} seed {seed}")}
+        if before is not None:
+            out["position_table"] = {"before": before, "after": position_table(model)}
+        if name == "rope":
+            out["scaling"] = self.scaled(model, seed)
+        return out
+
+    def scaled(self, model: Any, seed: int) -> dict[str, dict[str, Any]]:
+        """The fine-tuned rope model past its window with inference-time scaling (factor = length / window):
+        {kind: {length: result}}."""
+        import hf_posenc
+
+        out: dict[str, dict[str, Any]] = {}
+        for kind in self.settings.get("scaling") or []:
+            for length in (n for n in self.lengths if n > self.window):
+                hf_posenc.set_rope_scaling(model, {"rope_type": kind, "factor": length / self.window})
+                out.setdefault(kind, {})[str(length)] = self.evaluate(model, [length], f"rope + {kind} seed {seed}")
+        hf_posenc.set_rope_scaling(model, None)
+        return out
+
+
+_BENCH: Bench | None = None  # a worker process's own bench
+
+
+def _start_worker(settings: dict[str, Any], threads: int) -> None:
+    import torch
+
+    global _BENCH
+    torch.set_num_threads(threads)
+    silence_progress_bars()
+    _BENCH = Bench(settings)
+
+
+def _run_in_worker(name: str, seed: int, models_dir: Path) -> dict[str, Any]:
+    assert _BENCH is not None
+    return _BENCH.run(name, seed, models_dir)
+
+
 class Study:
-    """Runs the phases and rewrites the report after every model, so an interrupted study keeps what it measured."""
+    """Measures the base, then every (encoding, seed) run, `workers` at a time (each with its share of the torch
+    threads), and rewrites the report after each run, so an interrupted study keeps what it measured."""
 
     def __init__(self, settings: dict[str, Any], out_dir: Path, models_dir: Path, progress: bool):
         self.settings, self.out_dir, self.models_dir, self.progress = settings, out_dir, models_dir, progress
@@ -53,115 +191,85 @@ class Study:
             "models_dir": str(models_dir),
             "machine": machine(),
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "gpt2": {"models": {}, "training": {}},
         }
 
-    # ---------------- GPT-2 part ----------------
-    def gpt2_part(self) -> None:
+    def run(self) -> None:
         from transformers import AutoModelForCausalLM
 
-        from hf_posenc.training import CausalCollator, load_documents, load_tokenizer, tokenize_and_pack, train
-        from hf_posenc.training.model import convert_if_asked
+        from hf_posenc.evaluation import unigram_bpc
 
-        s = self.settings
-        data_settings = s.get("data") or {}
-        base_dir, pretrained = self.base_model()
-        tokenizer = load_tokenizer(str(base_dir))
-        base = AutoModelForCausalLM.from_pretrained(str(base_dir))
-        window = int(base.config.max_position_embeddings)
-        block = int(s["finetune"].get("block_size", window))
-        lengths = [window * f for f in s["eval"]["factors"]]
-        self.record["gpt2"].update(base=str(base_dir), window=window, lengths=lengths, pretraining=pretrained)
-        raw = load_documents(**data_settings)
-        data = tokenize_and_pack(raw, tokenizer, block, max_eval_blocks=s["finetune"].get("max_eval_blocks", 64))
-        texts = needed_text(list(raw["eval"]["text"]), lengths, s["eval"]["max_tokens"])
-        self.evaluate("original (no fine-tuning)", base, tokenizer, texts, lengths)
-        for name, options in self.encodings(s["encodings"], lengths).items():
-            model = AutoModelForCausalLM.from_pretrained(str(base_dir))
-            encoding = None if name == "original" else name
-            model = convert_if_asked(model, encoding, options)
-            label = "original + fine-tuning" if encoding is None else name
-            swapped = self.in_window(model, tokenizer, texts, window) if encoding else None
-            cfg = train_config({**s["finetune"], "block_size": block}, self.models_dir / "gpt2" / name, self.progress)
-            result = train(model, data.train, data.eval, cfg, CausalCollator(), tokenizer)
-            model = result.pop("model")
-            self.record["gpt2"]["training"][label] = {**result, "in_window_ppl_right_after_swap": swapped}
-            self.evaluate(label, model, tokenizer, texts, lengths)
-
-    def base_model(self) -> tuple[Path, dict[str, Any]]:
-        """The pretrained GPT-2 to convert: a Hub id / folder from the settings, or a cached small pretraining run."""
-        from hf_posenc.data import cache_dir
-
-        s = self.settings
-        if s.get("base_model"):
-            return Path(s["base_model"]), {"source": s["base_model"]}
-        pre = dict(s["pretrain"])
-        shape = {k: pre.pop(k) for k in ("n_layer", "n_embd", "n_head")}
-        key = hashlib.sha256(json.dumps([pre, shape, s.get("data")], sort_keys=True).encode()).hexdigest()[:12]
-        folder = cache_dir() / "study_base" / key
-        summary_path = folder / "pretraining.json"
-        if (folder / "config.json").is_file() and summary_path.is_file():
-            return folder, {**json.loads(summary_path.read_text()), "reused_cache": True}
-        sys.path.insert(0, str(HERE))
-        from pretrain_clm import pretrain_clm
-
-        cfg = train_config({**pre, **(s.get("data") or {})}, folder, self.progress)
-        result = pretrain_clm(cfg, **shape)
-        result.pop("model", None)
-        summary = {**result, **shape, "block_size": cfg.block_size, "token_budget": cfg.token_budget}
-        summary_path.write_text(json.dumps(summary, indent=2) + "\n")
-        return folder, {**summary, "reused_cache": False}
-
-    @staticmethod
-    def encodings(spec: Any, lengths: list[int]) -> dict[str, dict[str, Any]]:
-        """{"original": {}, name: options...}; a learned table is extended to the longest evaluated length."""
-        spec = {name: {} for name in spec} if isinstance(spec, list) else dict(spec or {})
-        out: dict[str, dict[str, Any]] = {"original": {}}
-        for name, options in spec.items():
-            options = dict(options or {})
-            if name == "learned":
-                options.setdefault("max_positions", max(lengths))
-            out[name] = options
-        return out
-
-    def in_window(self, model: Any, tokenizer: Any, texts: list[str], window: int) -> float | None:
-        from hf_posenc.evaluation import chunked_perplexity, tokenize_documents
-
-        docs = tokenize_documents(tokenizer, texts)
-        record = chunked_perplexity(model.eval(), docs, window, max_tokens=self.settings["eval"]["max_tokens"])
-        model.train()
-        return record.get("perplexity")
-
-    def evaluate(self, label: str, model: Any, tokenizer: Any, texts: list[str], lengths: list[int]) -> None:
-        from hf_posenc.evaluation import evaluate_long_context
-
-        e = self.settings["eval"]
-        result = evaluate_long_context(
-            model,
-            tokenizer,
-            texts,
-            lengths,
-            stride=e.get("stride"),
-            passkey=e.get("passkey", True),
-            max_tokens=e["max_tokens"],
-            sliding=e.get("sliding", True),
-            passkey_trials=e.get("passkey_trials", 2),
-            name=label,
-            progress=self.progress,
-        )
-        self.record["gpt2"]["models"][label] = result
+        bench = Bench(self.settings)
+        base = AutoModelForCausalLM.from_pretrained(bench.base_dir)
+        self.record.update(
+            base=portable(bench.base_dir), window=bench.window, lengths=bench.lengths, mixture=bench.mixture,
+            steps=bench.steps, tokens_per_step=bench.tokens_per_step, probe_steps=bench.probe_steps,
+            base_pretraining_tokens=pretraining_tokens(bench.base_dir), base_result=bench.probe(base),
+            runs={}, scaling={}, position_tables={},
+        )  # fmt: skip
+        self.record["base_result"]["long_context"] = bench.evaluate(base, bench.lengths, BASE, self.progress)
+        self.record["base_result"]["unigram_bpc"] = unigram_bpc(bench.tokenizer, bench.train_texts, bench.texts)["bpc"]
         self.write()
+        jobs = [(name, int(seed)) for name in bench.specs for seed in self.settings["seeds"]]
+        workers = max(1, min(int(self.settings.get("workers", 1)), len(jobs)))
+        if workers == 1:
+            results = ((job, bench.run(*job, self.models_dir, self.progress)) for job in jobs)
+            self.collect(results, jobs)
+            return
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    # ---------------- report ----------------
+        import torch
+
+        threads = max(1, torch.get_num_threads() // workers)
+        context = multiprocessing.get_context("spawn")  # no fork of a process whose OpenMP threads are running
+        with ProcessPoolExecutor(workers, context, _start_worker, (self.settings, threads)) as pool:
+            futures = {pool.submit(_run_in_worker, *job, self.models_dir): job for job in jobs}
+            self.collect(((futures[f], f.result()) for f in as_completed(futures)), jobs)
+
+    def collect(self, results: Any, jobs: list[tuple[str, int]]) -> None:
+        """File each finished run under its encoding and seed (in the order of `jobs`) and rewrite the report."""
+        from tqdm.auto import tqdm
+
+        done: dict[tuple[str, int], dict[str, Any]] = {}
+        for job, result in tqdm(results, total=len(jobs), desc="swap study runs", disable=not self.progress):
+            done[job] = result
+            runs, tables, scaling = {}, {}, {}
+            for (name, seed), run in ((job, done[job]) for job in jobs if job in done):
+                runs.setdefault(name, {})[str(seed)] = {k: run[k] for k in ("training", "long_context")}
+                if "position_table" in run:
+                    tables.setdefault(name, {})[str(seed)] = run["position_table"]
+                for kind, by_length in (run.get("scaling") or {}).items():
+                    scaling.setdefault(kind, {})[str(seed)] = by_length
+            self.record.update(runs=runs, position_tables=tables, scaling=scaling)
+            self.write()
+
     def write(self) -> None:
         import resource
 
         from report_swap_study import write_study_report
 
         self.record["wall_seconds"] = time.perf_counter() - self.started
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        self.record["cpu_seconds"] = usage.ru_utime + usage.ru_stime
+        cpu = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+        self.record["cpu_seconds"] = sum(usage.ru_utime + usage.ru_stime for usage in cpu)
         write_study_report(portable(self.record), self.out_dir)
+
+
+def pretraining_tokens(base_dir: str) -> int | None:
+    """The base's pretraining tokens, from the base_report.json that `recipes/pretrain_study_base.py` writes."""
+    import json
+
+    report = Path(base_dir) / "base_report.json"
+    return json.loads(report.read_text()).get("tokens_trained") if report.is_file() else None
+
+
+def position_table(model: Any) -> list[list[float]] | None:
+    """A T5 bias table as [bucket][head] (the first layer's, when each layer has its own), else None."""
+    encoding = getattr(model.base_model, "position_encoding", None)
+    bias = getattr(encoding, "relative_attention_bias", None)
+    if bias is None:
+        return None
+    heads = model.config.num_attention_heads
+    return bias.weight.detach().float()[:, :heads].tolist()
 
 
 def default_models_dir(out_dir: Path) -> Path:
@@ -176,18 +284,21 @@ def default_models_dir(out_dir: Path) -> Path:
 
 def portable(value: Any) -> Any:
     """A copy of `value` (the study record) without absolute paths of this machine, for results.json and results.md:
-    a path in the hf_posenc cache reads `<cache>/...`, one under the working directory is relative to it, one under
-    the home folder reads `~/...`, and any other absolute path is cut to `.../<its last part>`."""
+    a path in the hf_posenc cache reads `<cache>/...`, the installed package `<hf_posenc>/...`, one under the working
+    directory is relative to it, one under the home folder reads `~/...`, and any other absolute path is cut to
+    `.../<its last part>`."""
     if isinstance(value, dict):
         return {key: portable(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [portable(item) for item in value]
     if not isinstance(value, str):
         return value
+    import hf_posenc
     from hf_posenc.data import cache_dir
 
+    package = Path(hf_posenc.__file__).parent
     roots = []  # (folder without trailing separator, label), as written and with links resolved; never "/" itself
-    for folder, label in ((cache_dir(), "<cache>"), (Path.cwd(), "."), (Path.home(), "~")):
+    for folder, label in ((cache_dir(), "<cache>"), (package, "<hf_posenc>"), (Path.cwd(), "."), (Path.home(), "~")):
         for form in dict.fromkeys((os.path.abspath(folder.expanduser()), os.path.realpath(folder.expanduser()))):
             if form.rstrip(os.sep):
                 roots.append((form.rstrip(os.sep), label))
@@ -212,8 +323,6 @@ def needed_text(texts: list[str], lengths: list[int], max_tokens: int) -> list[s
 
 
 def machine() -> dict[str, Any]:
-    import os
-
     import torch
     import transformers
 
@@ -250,7 +359,7 @@ def main(argv: list[str] | None = None) -> None:
     out_dir = Path(args.out_dir)
     models_dir = Path(args.models_dir) if args.models_dir else default_models_dir(out_dir)
     study = Study(settings, out_dir, models_dir, args.progress)
-    study.gpt2_part()
+    study.run()
     study.record["finished"] = True
     study.write()
     print(f"wrote {out_dir / 'results.md'} in {study.record['wall_seconds'] / 60:.1f} min; models in {models_dir}")

@@ -188,48 +188,78 @@ def test_eval_long_context_cli(workspace, tmp_path):
     assert (out / "passkey_heatmap.png").is_file() and (out / "perplexity_vs_length.png").is_file()
 
 
-def test_swap_study_runs_end_to_end_on_a_tiny_setting(tmp_path, monkeypatch):
+def test_swap_study_runs_end_to_end_on_the_shipped_base(tmp_path, monkeypatch):
+    """Every encoding x 2 seeds on the shipped base for a few steps: probes along each run, mean +- std over the
+    seeds, the extrapolation and passkey tables, RoPE scaling rows, the T5 table before and after, and the verdicts;
+    models in the cache and no absolute path in the report."""
     monkeypatch.setenv("HF_POSENC_CACHE", str(tmp_path / "cache"))
-    shutil.copytree(
-        Path(data.cache_dir()) / "gpt2_tokenizer", tmp_path / "cache" / "gpt2_tokenizer", dirs_exist_ok=True
-    ) if (Path(data.cache_dir()) / "gpt2_tokenizer").exists() else None
-    text = tmp_path / "train.txt"
-    text.write_text(data.text("austen_emma")[:20000])
-    held = tmp_path / "held.txt"
-    held.write_text(data.text("austen_persuasion")[:12000])
     overrides = [
-        f"data={{train_files: [{text}], eval_files: [{held}]}}",
-        "pretrain.token_budget=2048", "pretrain.n_embd=32", "pretrain.n_layer=1", "pretrain.block_size=32",
-        "encodings=[rope, learned]", "finetune.token_budget=512", "eval.max_tokens=128", "eval.factors=[1,2]",
+        "encodings={rope: {}, t5_bias: {options: {init: alibi}, finetune: {position_lr_multiplier: 10}}, learned: {}}",
+        "finetune.token_budget=4096", "finetune.batch_size=4", "curve.points=2", "curve.windows_per_book=1",
+        "eval.max_tokens=256", "eval.factors=[1,2]", "scaling=[linear]",
     ]  # fmt: skip
     argv = ["--setting", "quick", "--out_dir", str(tmp_path / "study"), "--no-progress"]
     run_cli(swap_study.main, argv + [x for o in overrides for x in ("--set", o)])
     record = json.loads((tmp_path / "study" / "results.json").read_text())
-    assert "bert" not in record and "bert" not in record["settings"] and record["finished"] is True
-    models = record["gpt2"]["models"]
-    assert list(models) == ["original (no fine-tuning)", "original + fine-tuning", "rope", "learned"]
-    assert models["learned"]["model"]["max_context"] == 64
-    at_2x = {name: r["perplexity"][2]["status"] for name, r in models.items()}
-    assert at_2x["original + fine-tuning"] == "unsupported" and at_2x["rope"] == "ok" and at_2x["learned"] == "ok"
+    assert record["finished"] is True and record["window"] == 256 and record["lengths"] == [256, 512]
+    assert record["base"] == "<hf_posenc>/data/study_base" and record["base_pretraining_tokens"] == 6000640
+    assert record["probe_steps"] == [0, 2, 4] and record["steps"] == 4
+    runs = record["runs"]
+    assert list(runs) == ["rope", "t5_bias", "learned"] and all(list(seeds) == ["0", "1"] for seeds in runs.values())
+    probes = [run["training"]["probes"] for run in runs["rope"].values()]
+    assert [[p["tokens"] for p in seed] for seed in probes] == [[0, 2048, 4096]] * 2
+    assert probes[0][0]["perplexity"] == probes[1][0]["perplexity"]  # the swap itself does not depend on the seed
+    assert probes[0][-1]["perplexity"] != probes[1][-1]["perplexity"]  # the seeds differ in data order and dropout
+    # learned, before any step, is the base itself (its table copied out to 512 positions)
+    assert runs["learned"]["0"]["training"]["probes"][0]["perplexity"] == pytest.approx(
+        record["base_result"]["perplexity"], rel=1e-5
+    )
+    part = record["gpt2"]
+    rope_2x = [r for r in part["models"]["rope"]["perplexity"] if r["length"] == 512 and r["mode"] == "chunked"][0]
+    seed_values = [
+        [r for r in run["long_context"]["perplexity"] if r["length"] == 512 and r["mode"] == "chunked"][0]["perplexity"]
+        for run in runs["rope"].values()
+    ]
+    assert rope_2x["values"] == seed_values and rope_2x["perplexity"] == pytest.approx(sum(seed_values) / 2)
+    base_2x = [r for r in part["models"]["original (no fine-tuning)"]["perplexity"] if r["length"] == 512][0]
+    assert base_2x["status"] == "unsupported"
+    assert "rope + linear (inference)" in part["models"] and set(record["scaling"]["linear"]) == {"0", "1"}
+    tables = record["position_tables"]["t5_bias"]["0"]
+    assert tables["before"] != tables["after"] and len(tables["before"][0]) == 4  # 4 heads, and it moved
+    assert [v["claim"] for v in part["verdicts"]] == [
+        "learned degrades past the window",
+        "rope degrades with distance",
+        "t5_bias holds past the window",
+    ]
     markdown = (tmp_path / "study" / "results.md").read_text()
-    assert "### Recovery of in-window perplexity" in markdown and "| `rope` |" in markdown
-    assert (tmp_path / "study" / "gpt2_perplexity_vs_length.png").is_file()
-
-    # the models stay out of the report folder (a repository): in the cache; and no absolute path is reported
+    assert "## Recovery" in markdown and "| `rope` |" in markdown and "Does the literature's ordering" in markdown
+    for png in ("recovery", "extrapolation", "passkey", "position_table"):
+        assert (tmp_path / "study" / f"{png}.png").is_file()
     report = tmp_path / "study"
-    assert not (report / "models").exists() and not list(report.rglob("*.safetensors"))
-    assert list((tmp_path / "cache" / "swap_study_models").glob("study-*/gpt2/rope/model.safetensors"))
+    assert not list(report.rglob("*.safetensors"))
+    assert list((tmp_path / "cache" / "swap_study_models").glob("study-*/rope/seed1/model.safetensors"))
     written = markdown + (report / "results.json").read_text()
     assert str(tmp_path) not in written and str(ROOT) not in written and str(Path.home()) + "/" not in written
-    assert record["gpt2"]["base"].startswith("<cache>/study_base/")
-    assert record["models_dir"].startswith("<cache>/swap_study_models/study-")
-    assert record["gpt2"]["training"]["rope"]["output_dir"] == record["models_dir"] + "/gpt2/rope"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [("colour=blue", "Unknown study setting"), ("encodings={rope: {theta: 10}}", "use options: and finetune:"),
+     ("finetune.warmup=3", "Unknown training setting"), ("curve.points=9", "do not fit in 2 steps")],
+)  # fmt: skip
+def test_swap_study_refuses_unknown_settings(tmp_path, monkeypatch, capsys, override, message):
+    monkeypatch.setenv("HF_POSENC_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(swap_study.main, ["--setting", "quick", "--out_dir", str(tmp_path / "s"), "--no-progress",
+                                  "--set", override, "--set", "finetune.token_budget=4096"])  # fmt: skip
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "s" / "results.json").exists()
 
 
 def test_swap_study_models_dir_and_gitignore(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_POSENC_CACHE", str(tmp_path / "cache"))
     seen = []
-    monkeypatch.setattr(swap_study.Study, "gpt2_part", lambda study: seen.append(study.models_dir))
+    monkeypatch.setattr(swap_study.Study, "run", lambda study: seen.append(study.models_dir))
     for extra in ([], [], ["--models_dir", str(tmp_path / "elsewhere")]):
         run_cli(swap_study.main, ["--out_dir", str(tmp_path / "study"), "--no-progress", *extra])
     assert seen[0] == seen[1] and seen[0].parent == tmp_path / "cache" / "swap_study_models"  # the same each time

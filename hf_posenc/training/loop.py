@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,26 @@ from .model import select_trainable, trainable_count, unwrap_for_saving
 
 
 def make_accelerator(cfg: TrainConfig):
+    """An Accelerator for this run. Accelerate keeps one state per process and refuses a second Accelerator with
+    another mixed precision; a later `train` call in the same process (a study of several runs) resets that state,
+    keeping the process group (PartialState) as it is."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
-    return Accelerator(
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps, mixed_precision=cfg.mixed_precision, cpu=cfg.cpu
-    )
+    def build() -> Accelerator:
+        return Accelerator(
+            gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+            mixed_precision=cfg.mixed_precision,
+            cpu=cfg.cpu,
+        )
+
+    try:
+        return build()
+    except ValueError as err:
+        if "already been initialized" not in str(err):
+            raise
+        AcceleratorState._reset_state(reset_partial_state=False)
+        return build()
 
 
 def checkpoint_dir(output_dir: str | Path, step: int) -> Path:
@@ -138,11 +154,22 @@ class MetricsLog:
 
 
 def train(
-    model: nn.Module, train_set: Any, eval_set: Any, cfg: TrainConfig, collate: Callable, tokenizer: Any = None
+    model: nn.Module,
+    train_set: Any,
+    eval_set: Any,
+    cfg: TrainConfig,
+    collate: Callable,
+    tokenizer: Any = None,
+    probe: Callable[[nn.Module], dict[str, Any]] | None = None,
+    probe_steps: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Train `model` on `train_set` blocks with Accelerate; save it (LoRA merged) to cfg.output_dir.
 
-    Returns {"steps", "tokens", "train_loss", "eval_loss", "seconds", "tokens_per_second", "output_dir"}.
+    `probe(model)` (in eval mode, no gradients) is called before the first step if 0 is in `probe_steps` and after
+    each listed optimizer step: a recovery curve measured along one run. Its records, with "step" and "tokens", go to
+    metrics.jsonl (event "probe") and to the result's "probes".
+
+    Returns {"steps", "tokens", "train_loss", "eval_loss", "seconds", "tokens_per_second", "output_dir", "probes"}.
     """
     from accelerate.utils import set_seed
     from transformers import get_scheduler
@@ -195,6 +222,25 @@ def train(
     seen_blocks: list[int] = []
     stop_at = min(steps, cfg.stop_after_steps) if cfg.stop_after_steps else steps
     bar = tqdm(total=steps, initial=step, desc="train", disable=not (cfg.progress and accelerator.is_main_process))
+    probes: list[dict[str, Any]] = []
+    probe_seconds = [0.0]  # excluded from the training time
+    tokens_per_step = cfg.block_size * cfg.batch_size * cfg.gradient_accumulation_steps * accelerator.num_processes
+
+    def run_probe(at: int) -> None:
+        if probe is None or at not in probe_steps:
+            return
+        began = time.perf_counter()
+        inner = accelerator.unwrap_model(model)
+        inner.eval()
+        with torch.no_grad(), full_precision(inner):
+            record = {"step": at, "tokens": at * tokens_per_step, **probe(inner)}
+        inner.train()
+        probes.append(record)
+        log.write(event="probe", **record)
+        probe_seconds[0] += time.perf_counter() - began
+
+    if step == 0:
+        run_probe(0)
     model.train()
     start_time, tokens, window_tokens, window_start = time.perf_counter(), 0, 0, time.perf_counter()
     train_loss, last_eval, running = float("nan"), None, []
@@ -233,16 +279,17 @@ def train(
             if cfg.eval_every and step % cfg.eval_every == 0 and eval_set is not None and len(eval_set):
                 last_eval = evaluate_loss(model, eval_set, cfg, collate, accelerator)
                 log.write(event="eval", step=step, eval_loss=last_eval, eval_perplexity=math.exp(min(last_eval, 50)))
+            run_probe(step)
             if cfg.save_every and step % cfg.save_every == 0:
                 save_checkpoint(accelerator, out, step, micro)
             if step >= stop_at:
                 break
     bar.close()
-    seconds = time.perf_counter() - start_time
+    seconds = time.perf_counter() - start_time - probe_seconds[0]
     if cfg.record_batches:
         path = out / f"batches_rank{accelerator.process_index}.json"
         path.write_text(json.dumps(seen_blocks) + "\n")
-    result = {"steps": step, "tokens": tokens, "train_loss": train_loss, "seconds": seconds}
+    result = {"steps": step, "tokens": tokens, "train_loss": train_loss, "seconds": seconds, "probes": probes}
     result["tokens_per_second"] = tokens / max(seconds, 1e-9)
     if step < steps:  # stopped early on purpose: keep a checkpoint to resume from, do not save a final model
         save_checkpoint(accelerator, out, step, micro)
@@ -252,7 +299,7 @@ def train(
         last_eval = evaluate_loss(model, eval_set, cfg, collate, accelerator)
         log.write(event="eval", step=step, eval_loss=last_eval, eval_perplexity=math.exp(min(last_eval, 50)))
     accelerator.wait_for_everyone()
-    final = unwrap_for_saving(accelerator.unwrap_model(model))
+    final = unwrap_for_saving(accelerator.unwrap_model(model, keep_fp32_wrapper=False))  # no autocast left on it
     if accelerator.is_main_process:
         final.save_pretrained(str(out))
         if tokenizer is not None:
@@ -262,6 +309,22 @@ def train(
     log.write(event="end", step=step, eval_loss=last_eval, seconds=seconds)
     accelerator.wait_for_everyone()
     return {**result, "eval_loss": last_eval, "output_dir": str(out), "finished": True, "model": final}
+
+
+@contextlib.contextmanager
+def full_precision(model: nn.Module) -> Iterator[nn.Module]:
+    """Run `model` without the autocast that Accelerate's mixed precision wraps around its forward (it keeps the
+    unwrapped forward as `_original_forward`), so that a probe measures it as an evaluation in float32 would."""
+    original = model.__dict__.get("_original_forward")
+    if original is None:
+        yield model
+        return
+    wrapped = model.__dict__["forward"]
+    model.forward = original
+    try:
+        yield model
+    finally:
+        model.forward = wrapped
 
 
 def save_checkpoint(accelerator: Any, output_dir: Path, step: int, micro: int) -> None:
