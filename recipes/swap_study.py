@@ -74,7 +74,7 @@ class Bench:
     fine-tuning settings and probe steps. Built once per process (the main one, and each worker)."""
 
     def __init__(self, settings: dict[str, Any]):
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoConfig
 
         from hf_posenc.data import study_base_dir
         from hf_posenc.evaluation.recovery import log_spaced_steps
@@ -83,7 +83,7 @@ class Bench:
 
         s = self.settings = settings
         self.base_dir = str(s.get("base_model") or study_base_dir())
-        config = AutoModelForCausalLM.from_pretrained(self.base_dir).config
+        config = AutoConfig.from_pretrained(self.base_dir)
         if config.model_type != "gpt2" or getattr(config, "position_encoding", None):
             raise RecipeError(f"The study converts a GPT-2 with learned positions; {self.base_dir} is not one.")
         self.window = window = int(config.max_position_embeddings)
