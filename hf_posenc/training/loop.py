@@ -223,12 +223,12 @@ def train(
     stop_at = min(steps, cfg.stop_after_steps) if cfg.stop_after_steps else steps
     bar = tqdm(total=steps, initial=step, desc="train", disable=not (cfg.progress and accelerator.is_main_process))
     probes: list[dict[str, Any]] = []
-    probe_seconds = [0.0]  # excluded from the training time
     tokens_per_step = cfg.block_size * cfg.batch_size * cfg.gradient_accumulation_steps * accelerator.num_processes
 
-    def run_probe(at: int) -> None:
+    def run_probe(at: int) -> float:
+        """Probe after step `at` if it is listed; returns the seconds it took."""
         if probe is None or at not in probe_steps:
-            return
+            return 0.0
         began = time.perf_counter()
         inner = accelerator.unwrap_model(model)
         inner.eval()
@@ -237,12 +237,13 @@ def train(
         inner.train()
         probes.append(record)
         log.write(event="probe", **record)
-        probe_seconds[0] += time.perf_counter() - began
+        return time.perf_counter() - began
 
     if step == 0:
         run_probe(0)
     model.train()
     start_time, tokens, window_tokens, window_start = time.perf_counter(), 0, 0, time.perf_counter()
+    probe_seconds = 0.0  # not training time: left out of the run's seconds and of the logged tokens/s
     train_loss, last_eval, running = float("nan"), None, []
     micro = resumed_micro
     while step < stop_at:
@@ -279,13 +280,15 @@ def train(
             if cfg.eval_every and step % cfg.eval_every == 0 and eval_set is not None and len(eval_set):
                 last_eval = evaluate_loss(model, eval_set, cfg, collate, accelerator)
                 log.write(event="eval", step=step, eval_loss=last_eval, eval_perplexity=math.exp(min(last_eval, 50)))
-            run_probe(step)
+            probed = run_probe(step)
+            probe_seconds += probed
+            window_start += probed
             if cfg.save_every and step % cfg.save_every == 0:
                 save_checkpoint(accelerator, out, step, micro)
             if step >= stop_at:
                 break
     bar.close()
-    seconds = time.perf_counter() - start_time - probe_seconds[0]
+    seconds = time.perf_counter() - start_time - probe_seconds
     if cfg.record_batches:
         path = out / f"batches_rank{accelerator.process_index}.json"
         path.write_text(json.dumps(seen_blocks) + "\n")
