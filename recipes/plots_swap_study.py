@@ -11,10 +11,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FormatStrFormatter  # noqa: E402
+from report_swap_study import BASE  # noqa: E402
 
 from hf_posenc.evaluation import measurement  # noqa: E402
-
-BASE = "original (no fine-tuning)"
 
 
 def _colors(names: list[str]) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """The swap study's report: results.json, results.md (tables, recovery, extrapolation, passkey, the literature
 check) and PNG plots, all as mean +- std over the seeds.
 
-python recipes/report_swap_study.py results/swap_study   # redraw results.md and the PNGs from results.json
+python recipes/report_swap_study.py results/swap_study   # redraw results.md, the PNGs and results.json's gpt2 part
 """
 
 from __future__ import annotations
@@ -26,29 +26,37 @@ def ppl(result: dict[str, Any] | None, length: int, mode: str = "chunked") -> fl
     return record["perplexity"] if record and record["status"] == "ok" else None
 
 
+def cell_means(grids: list[list[list[float | None]]]) -> list[list[float | None]]:
+    """The mean of each cell over several same-shaped grids (None where no grid has a value)."""
+    return [[mean_std([g[i][j] for g in grids])[0] for j in range(len(row))] for i, row in enumerate(grids[0])]
+
+
 def aggregate(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Several seeds' `evaluate_long_context` results as one in the same shape: each perplexity record holds the
-    mean over the seeds (status "ok" only where every seed ran) with "std" and "values"; passkey accuracy is the mean
-    per cell."""
+    mean perplexity and loss over the seeds (status "ok" only where every seed ran) with "std" and "values"; passkey
+    accuracy and token accuracy are means per cell, and the by-length and by-depth means are taken from them."""
     first = results[0]
     records = []
     for record in first["perplexity"]:
         length, mode = record["length"], record["mode"]
-        values = [ppl(r, length, mode) for r in results]
-        mean, std = mean_std(values)
+        found = [measurement(r, length, mode) for r in results]
+        values = [m["perplexity"] if m and m["status"] == "ok" else None for m in found]
         ok = all(v is not None for v in values)
-        records.append(
-            {**record, "status": "ok" if ok else record["status"], "values": values}
-            | ({"perplexity": mean, "std": std, "loss": math.log(mean)} if ok else {"perplexity": None, "std": None})
-        )
+        mean, std = mean_std(values)
+        loss = mean_std([m["loss"] for m in found])[0] if ok else None
+        records.append({**record, "status": "ok" if ok else record["status"], "values": values,
+                        "perplexity": mean if ok else None, "std": std if ok else None, "loss": loss})  # fmt: skip
     passkey = None
     if first.get("passkey"):
-        cells = [r["passkey"]["accuracy"] for r in results]
-        accuracy = [
-            [mean_std([c[i][j] for c in cells])[0] for j in range(len(cells[0][i]))] for i in range(len(cells[0]))
-        ]
-        by_length = [mean_std(row)[0] for row in accuracy]
-        passkey = {**first["passkey"], "accuracy": accuracy, "accuracy_by_length": by_length, "seeds": len(results)}
+        accuracy = cell_means([r["passkey"]["accuracy"] for r in results])
+        passkey = {
+            **first["passkey"],
+            "accuracy": accuracy,
+            "token_accuracy": cell_means([r["passkey"]["token_accuracy"] for r in results]),
+            "accuracy_by_length": [mean_std(row)[0] for row in accuracy],
+            "accuracy_by_depth": [mean_std(column)[0] for column in zip(*accuracy)],
+            "seeds": len(results),
+        }
     return {**first, "perplexity": records, "passkey": passkey, "seeds": len(results)}
 
 
@@ -60,15 +68,13 @@ def scaled_result(record: dict[str, Any], kind: str) -> dict[str, Any] | None:
     merged = []
     for seed_results in per_seed.values():
         results = [seed_results[n] for n in sorted(seed_results, key=int)]
-        base = {**results[0], "perplexity": [r for res in results for r in res["perplexity"]]}
-        base["lengths"] = [n for res in results for n in res["lengths"]]
+        one = {**results[0], "perplexity": [r for res in results for r in res["perplexity"]]}
+        one["lengths"] = [n for res in results for n in res["lengths"]]
         if results[0].get("passkey"):
-            passkey = dict(results[0]["passkey"])
-            passkey["lengths"] = base["lengths"]
-            passkey["accuracy"] = [row for res in results for row in res["passkey"]["accuracy"]]
-            passkey["accuracy_by_length"] = [a for res in results for a in res["passkey"]["accuracy_by_length"]]
-            base["passkey"] = passkey
-        merged.append(base)
+            one["passkey"] = {**results[0]["passkey"], "lengths": one["lengths"]} | {
+                key: [row for res in results for row in res["passkey"][key]] for key in ("accuracy", "token_accuracy")
+            }
+        merged.append(one)
     return aggregate(merged)
 
 
@@ -326,16 +332,15 @@ def run_lines(record: dict[str, Any]) -> list[str]:
     return lines
 
 
-def write_study_report(record: dict[str, Any], out_dir: str | Path, write_json: bool = True) -> None:
-    """Write results.json (unless `write_json` is False), results.md and the PNG plots of a swap study record."""
+def write_study_report(record: dict[str, Any], out_dir: str | Path) -> None:
+    """Write results.json (the record and what the report derives from it), results.md and the PNG plots."""
     from plots_swap_study import plot_extrapolation, plot_passkey_grid, plot_position_table, plot_recovery
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     part = summarize(record) if "base_result" in record else None  # None: nothing measured yet
     record = {**record, "gpt2": part}
-    if write_json:
-        (out / "results.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    (out / "results.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
     minutes = record.get("wall_seconds", 0) / 60
     status = "finished" if record.get("finished") else "in progress / interrupted"
     m = record["machine"]
@@ -360,9 +365,10 @@ def write_study_report(record: dict[str, Any], out_dir: str | Path, write_json: 
 
 
 def render(out_dir: str | Path) -> Path:
-    """Write results.md and the PNG plots again from the results.json in `out_dir`, without rerunning anything."""
+    """Write results.md, the PNG plots and the derived `gpt2` part of results.json again from the measurements in
+    `out_dir`/results.json, without rerunning anything."""
     out = Path(out_dir)
-    write_study_report(json.loads((out / "results.json").read_text()), out, write_json=False)
+    write_study_report(json.loads((out / "results.json").read_text()), out)
     return out / "results.md"
 
 

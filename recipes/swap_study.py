@@ -28,7 +28,6 @@ from hf_posenc.training.config import load_settings as load_settings_file
 
 HERE = Path(__file__).resolve().parent
 SETTINGS = ("quick", "default", "full")
-BASE = "original (no fine-tuning)"
 SECTIONS = {"base_model", "data", "seeds", "workers", "encodings", "finetune", "mixture", "curve", "eval", "scaling"}
 
 
@@ -206,6 +205,8 @@ class Study:
             base_pretraining_tokens=pretraining_tokens(bench.base_dir), base_result=bench.probe(base),
             runs={}, scaling={}, position_tables={},
         )  # fmt: skip
+        from report_swap_study import BASE
+
         self.record["base_result"]["long_context"] = bench.evaluate(base, bench.lengths, BASE, self.progress)
         self.record["base_result"]["unigram_bpc"] = unigram_bpc(bench.tokenizer, bench.train_texts, bench.texts)["bpc"]
         self.write()
@@ -224,7 +225,11 @@ class Study:
         context = multiprocessing.get_context("spawn")  # no fork of a process whose OpenMP threads are running
         with ProcessPoolExecutor(workers, context, _start_worker, (self.settings, threads)) as pool:
             futures = {pool.submit(_run_in_worker, *job, self.models_dir): job for job in jobs}
-            self.collect(((futures[f], f.result()) for f in as_completed(futures)), jobs)
+            try:
+                self.collect(((futures[f], f.result()) for f in as_completed(futures)), jobs)
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)  # a failed run: do not start the others
+                raise
 
     def collect(self, results: Any, jobs: list[tuple[str, int]]) -> None:
         """File each finished run under its encoding and seed (in the order of `jobs`) and rewrite the report."""

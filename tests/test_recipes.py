@@ -416,3 +416,27 @@ def test_eval_long_context_refuses_a_model_without_a_language_model_head(tmp_pat
     assert exit_info.value.code == 2
     assert "has no language-model head (architectures: BertModel)" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_swap_study_workers_give_the_runs_of_a_single_process(tmp_path, monkeypatch):
+    """Two worker processes (one thread each) give exactly the probes and evaluations of the same runs done one after
+    the other in this process on one thread, filed in the same order."""
+    monkeypatch.setenv("HF_POSENC_CACHE", str(tmp_path / "cache"))
+    overrides = ["encodings={rope: {}}", "finetune.token_budget=4096", "finetune.batch_size=4", "curve.points=2",
+                 "curve.windows_per_book=1", "eval.max_tokens=256", "eval.factors=[1,2]", "scaling=[]"]  # fmt: skip
+    records = {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for workers in (1, 2):
+            argv = ["--setting", "quick", "--out_dir", str(tmp_path / f"w{workers}"), "--no-progress"]
+            argv += [x for o in [*overrides, f"workers={workers}"] for x in ("--set", o)]
+            run_cli(swap_study.main, argv)
+            records[workers] = json.loads((tmp_path / f"w{workers}" / "results.json").read_text())
+    finally:
+        torch.set_num_threads(threads)
+    one, two = records[1]["runs"]["rope"], records[2]["runs"]["rope"]
+    assert list(one) == list(two) == ["0", "1"]
+    for seed in one:
+        assert one[seed]["training"]["probes"] == two[seed]["training"]["probes"]
+        assert one[seed]["long_context"]["perplexity"] == two[seed]["long_context"]["perplexity"]

@@ -13,24 +13,23 @@ from typing import Any
 
 
 def log_spaced_steps(max_steps: int, points: int) -> list[int]:
-    """0 and `points` distinct optimizer steps up to `max_steps`, spaced evenly in log scale (halving back from the
-    end): e.g. (147, 6) -> [0, 5, 9, 18, 37, 74, 147]."""
+    """0 and `points` distinct optimizer steps up to `max_steps`, log-spaced back from the end by a ratio of
+    min(2, max_steps ** (1 / (points - 1))): e.g. (147, 6) -> [0, 5, 9, 18, 37, 74, 147]. With the ratio capped at 2,
+    the points cover max_steps / 2 ** (points - 1) to max_steps. A step already taken moves to the nearest free one
+    below, else above."""
     if max_steps < 1 or points < 1:
         raise ValueError(f"max_steps and points must be >= 1, got {max_steps} and {points}.")
     if points > max_steps:
         raise ValueError(f"{points} distinct probe steps do not fit in {max_steps} steps.")
-    ratio = max_steps ** (1 / max(points - 1, 1)) if points > 1 else 1.0
-    ratio = min(2.0, ratio)
+    ratio = min(2.0, max_steps ** (1 / (points - 1))) if points > 1 else 1.0
     steps = {max_steps}
     value = float(max_steps)
     while len(steps) < points:
         value /= ratio
-        step = max(1, round(value))
-        while step in steps:  # crowded near 1: take the next free step below
-            step -= 1
-        if step < 1:
-            raise ValueError(f"{points} distinct probe steps do not fit in {max_steps} steps.")
-        steps.add(step)
+        wanted = max(1, round(value))
+        below = (s for s in range(wanted, 0, -1) if s not in steps)
+        above = (s for s in range(wanted + 1, max_steps + 1) if s not in steps)
+        steps.add(next(below, None) or next(above))
     return [0, *sorted(steps)]
 
 

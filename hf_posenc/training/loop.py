@@ -22,8 +22,8 @@ from .model import select_trainable, trainable_count, unwrap_for_saving
 
 def make_accelerator(cfg: TrainConfig):
     """An Accelerator for this run. Accelerate keeps one state per process and refuses a second Accelerator with
-    another mixed precision; a later `train` call in the same process (a study of several runs) resets that state,
-    keeping the process group (PartialState) as it is."""
+    another mixed precision; a later `train` call in the same process with another precision (a study of several
+    runs) resets that state, keeping the process group and device (PartialState) as they are."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
@@ -37,8 +37,8 @@ def make_accelerator(cfg: TrainConfig):
     try:
         return build()
     except ValueError as err:
-        if "already been initialized" not in str(err):
-            raise
+        if "already been initialized" not in str(err) or "mixed_precision=" not in str(err):
+            raise  # e.g. cpu=True after a GPU run: a real conflict, not a new precision
         AcceleratorState._reset_state(reset_partial_state=False)
         return build()
 
@@ -165,9 +165,11 @@ def train(
 ) -> dict[str, Any]:
     """Train `model` on `train_set` blocks with Accelerate; save it (LoRA merged) to cfg.output_dir.
 
-    `probe(model)` (in eval mode, no gradients) is called before the first step if 0 is in `probe_steps` and after
-    each listed optimizer step: a recovery curve measured along one run. Its records, with "step" and "tokens", go to
-    metrics.jsonl (event "probe") and to the result's "probes".
+    `probe(model)` (in eval mode, no gradients, without autocast) is called before the first step if 0 is in
+    `probe_steps` and after each listed optimizer step: a recovery curve measured along one run. Its records, with
+    "step" and "tokens", go to metrics.jsonl (event "probe") and to the result's "probes"; a resumed run returns only
+    the probes of its own session (the earlier ones are in metrics.jsonl). Probes call the unwrapped model on every
+    process, so they are refused under FSDP, whose parameters are sharded.
 
     Returns {"steps", "tokens", "train_loss", "eval_loss", "seconds", "tokens_per_second", "output_dir", "probes"}.
     """
@@ -175,6 +177,8 @@ def train(
     from transformers import get_scheduler
 
     accelerator = make_accelerator(cfg)
+    if probe is not None and probe_steps and accelerator.distributed_type.name == "FSDP":
+        raise RecipeError("Probes during training are not supported under FSDP (the parameters are sharded).")
     set_seed(cfg.seed)
     out = Path(cfg.output_dir)
     if accelerator.is_main_process:
@@ -232,9 +236,11 @@ def train(
         began = time.perf_counter()
         inner = accelerator.unwrap_model(model)
         inner.eval()
-        with torch.no_grad(), full_precision(inner):
-            record = {"step": at, "tokens": at * tokens_per_step, **probe(inner)}
-        inner.train()
+        try:
+            with torch.no_grad(), full_precision(inner):
+                record = {"step": at, "tokens": at * tokens_per_step, **probe(inner)}
+        finally:
+            inner.train()
         probes.append(record)
         log.write(event="probe", **record)
         return time.perf_counter() - began
@@ -302,7 +308,7 @@ def train(
         last_eval = evaluate_loss(model, eval_set, cfg, collate, accelerator)
         log.write(event="eval", step=step, eval_loss=last_eval, eval_perplexity=math.exp(min(last_eval, 50)))
     accelerator.wait_for_everyone()
-    final = unwrap_for_saving(accelerator.unwrap_model(model, keep_fp32_wrapper=False))  # no autocast left on it
+    final = unwrap_for_saving(without_autocast(accelerator.unwrap_model(model)))
     if accelerator.is_main_process:
         final.save_pretrained(str(out))
         if tokenizer is not None:
@@ -314,10 +320,19 @@ def train(
     return {**result, "eval_loss": last_eval, "output_dir": str(out), "finished": True, "model": final}
 
 
+def without_autocast(model: nn.Module) -> nn.Module:
+    """`model` with its class's own forward back in place of the autocast wrapper that Accelerate's mixed precision
+    sets on the instance (it keeps the original as `_original_forward`). Unwrapping with keep_fp32_wrapper=False
+    would also strip transformers' own decorators from forward (return_dict=False would fail)."""
+    if model.__dict__.pop("_original_forward", None) is not None:
+        model.__dict__.pop("forward", None)
+    return model
+
+
 @contextlib.contextmanager
 def full_precision(model: nn.Module) -> Iterator[nn.Module]:
-    """Run `model` without the autocast that Accelerate's mixed precision wraps around its forward (it keeps the
-    unwrapped forward as `_original_forward`), so that a probe measures it as an evaluation in float32 would."""
+    """Run `model` without the autocast wrapper of Accelerate's mixed precision for a while (a probe measures the
+    model as a float32 evaluation would), then put the wrapper back."""
     original = model.__dict__.get("_original_forward")
     if original is None:
         yield model
