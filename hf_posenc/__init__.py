@@ -4,6 +4,7 @@ from .convert import convert, declare_max_length, family_of, set_rope_scaling
 from .encodings import available_encodings, encodings_table
 from .families import FAMILIES, families_table, register_with_auto_classes
 from .modeling.posenc_base import PositionEncoding, PositionEncodingError, register_encoding
+from .modeling.posenc_family import position_encodings
 
 register_with_auto_classes()
 
@@ -35,6 +36,7 @@ __all__ = [
     "encodings_table",
     "families_table",
     "family_of",
+    "position_encodings",
     "register_encoding",
     "set_rope_scaling",
 ]

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from .families import FAMILIES
-from .modeling.posenc_base import ModelInfo, PositionEncodingError, get_encoding_class
-from .modeling.posenc_family import Family, replace_config
+from .modeling.posenc_base import PositionEncodingError, get_encoding_class
+from .modeling.posenc_family import Family, position_encodings, replace_config
 
 
 def family_of(model: nn.Module) -> Family:
@@ -55,18 +55,19 @@ def convert(model: nn.Module, encoding: str, *, max_length: int | None = None, *
     family = family_of(model)
     encoding_cls = get_encoding_class(encoding)
     old_config = model.config
-    old_table = family.absolute_table(model.base_model).detach()
-    window = old_table.shape[0]  # the rows in use: families with a position offset return only those
-    info = ModelInfo(
-        hidden_size=old_config.hidden_size,
-        num_heads=old_config.num_attention_heads,
-        num_layers=old_config.num_hidden_layers,
-        causal=family.is_causal(old_config),
-        trained_context_length=window,
-        embedding_size=old_table.shape[1],
-    )
-    validated = encoding_cls.validate(options, info)
-    encoding_cls.check_backend(old_config._attn_implementation)
+    tables = {name: table.detach() for name, table in family.absolute_tables(model.base_model).items()}
+    windows = {name: table.shape[0] for name, table in tables.items()}  # the rows in use (offsets left out)
+    window = max(windows.values())
+    if len(set(windows.values())) > 1:
+        raise PositionEncodingError(
+            f"The position tables of this model differ in length ({windows}); convert needs one trained window."
+        )
+    embedding_size = next(iter(tables.values())).shape[1]
+    stacks = family.stack_layout(old_config)
+    infos = [stack.info(old_config, window, embedding_size) for stack in stacks.values()]
+    validated = [encoding_cls.validate(options, info) for info in infos][0]  # every stack's checks, same options
+    for stack in stacks.values():  # the backend of each stack's own config (a tower's may differ)
+        encoding_cls.check_backend(stack.runs_on(old_config)._attn_implementation)
     if max_length is None:
         max_length = default_max_length(encoding, validated, window)
     max_length = check_max_length(max_length, encoding, validated)
@@ -75,9 +76,17 @@ def convert(model: nn.Module, encoding: str, *, max_length: int | None = None, *
 
     model.__class__ = family.heads[type(model)]
     replace_config(model, old_config, new_config)
-    position_encoding = family.adopt(model)
-    position_encoding.load_absolute_table(old_table)
-    new_config.position_encoding_options = dict(position_encoding.config_options)
+    encodings = family.adopt_all(model)
+    for name, position_encoding in encodings.items():
+        position_encoding.load_absolute_table(tables[name])
+    resolved = {name: dict(position_encoding.config_options) for name, position_encoding in encodings.items()}
+    shared = next(iter(resolved.values()))  # options resolved from a table (sinusoidal's scale) may differ by stack
+    new_config.position_encoding_options = shared
+    if len(resolved) > 1:
+        new_config.stack_position_encoding_options = {
+            name: {key: value for key, value in options.items() if value != shared[key]}
+            for name, options in resolved.items()
+        }
     setattr(model, CONVERTED_WEIGHTS, weights_state(model))  # lets a model card say "not fine-tuned after the swap"
     return model
 
@@ -117,6 +126,8 @@ def converted_config(
     config.auto_map = family.auto_map()
     config._name_or_path = old._name_or_path
     config._attn_implementation_internal = old._attn_implementation_internal
+    for key in getattr(old, "sub_configs", {}):  # a tower's config keeps its backend too
+        getattr(config, key)._attn_implementation_internal = getattr(old, key)._attn_implementation_internal
     return config
 
 
@@ -180,15 +191,17 @@ def set_rope_scaling(model: nn.Module, scaling: dict[str, Any] | None, *, max_le
         raise PositionEncodingError(
             f"set_rope_scaling needs a model converted to rope, got position_encoding={encoding!r}."
         )
-    base = model.base_model
-    old = base.position_encoding
+    olds = position_encodings(model)
     encoding_cls = get_encoding_class("rope")
-    options = encoding_cls.validate({**(config.position_encoding_options or {}), "scaling": scaling}, old.info)
+    wanted = {**(config.position_encoding_options or {}), "scaling": scaling}
+    options = {name: encoding_cls.validate(wanted, old.info) for name, old in olds.items()}
     if max_length is not None:
-        max_length = check_max_length(max_length, "rope", options)
-    new = encoding_cls(options, old.info).to(old.inv_freq.device)
-    new.train(old.training)
-    base.position_encoding = new
+        max_length = check_max_length(max_length, "rope", next(iter(options.values())))
+    for name, old in olds.items():  # every stack (an encoder-decoder has two)
+        new = encoding_cls(options[name], old.info).to(old.inv_freq.device)
+        new.train(old.training)
+        parent = model.get_submodule(name.rpartition(".")[0])
+        setattr(parent, name.rpartition(".")[2], new)
     config.position_encoding_options = dict(new.config_options)
     if max_length is not None:
         config.max_position_embeddings = max_length

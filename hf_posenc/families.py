@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from .modeling import (
+    modeling_posenc_bart,
     modeling_posenc_bert,
+    modeling_posenc_clip,
     modeling_posenc_clip_text,
     modeling_posenc_distilbert,
     modeling_posenc_electra,
     modeling_posenc_gpt2,
     modeling_posenc_gpt_neo,
+    modeling_posenc_mbart,
     modeling_posenc_opt,
     modeling_posenc_roberta,
     modeling_posenc_xlm_roberta,
@@ -27,6 +30,9 @@ FAMILIES: dict[str, Family] = {
         modeling_posenc_electra.FAMILY,
         modeling_posenc_gpt_neo.FAMILY,
         modeling_posenc_clip_text.FAMILY,
+        modeling_posenc_clip.FAMILY,
+        modeling_posenc_bart.FAMILY,
+        modeling_posenc_mbart.FAMILY,
     )
 }
 

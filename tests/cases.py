@@ -7,8 +7,12 @@ from dataclasses import dataclass
 
 import torch
 from transformers import (
+    BartConfig,
+    BartForConditionalGeneration,
     BertConfig,
     BertForMaskedLM,
+    CLIPConfig,
+    CLIPModel,
     CLIPTextConfig,
     CLIPTextModelWithProjection,
     DistilBertConfig,
@@ -19,6 +23,8 @@ from transformers import (
     GPT2LMHeadModel,
     GPTNeoConfig,
     GPTNeoForCausalLM,
+    MBartConfig,
+    MBartForConditionalGeneration,
     OPTConfig,
     OPTForCausalLM,
     PreTrainedModel,
@@ -49,20 +55,31 @@ class FamilyCase:
     labels: bool = True  # the head takes `labels` and returns a loss; False: `loss` trains on a stand-in objective
     no_cache: str = ""  # a causal model without KV cache or `generate`: why those checks do not apply (shown as skip)
     bf16_tolerance: float = 0.03  # bf16 vs fp32, of the largest |fp32 output| (tests/test_convert.py)
+    seq2seq: bool = False  # an encoder-decoder: `input_ids` feed the encoder and, shifted right, the decoder
+    more_table_keys: tuple[str, ...] = ()  # the other stacks' tables (an encoder-decoder's decoder table)
+    tower: str = ""  # a two-tower model: the submodule that takes `input_ids` (CLIPModel's text_model)
+
+    def text_part(self, model: PreTrainedModel) -> PreTrainedModel:
+        """What `input_ids` are fed to: the model, or its `tower`."""
+        return getattr(model, self.tower) if self.tower else model
 
     def __str__(self) -> str:
         return self.name
 
     def outputs(self, model: PreTrainedModel, input_ids: torch.Tensor, **kwargs) -> torch.Tensor:
-        """The head's main output (`self.output`) for `input_ids`."""
-        return model(input_ids, **kwargs)[self.output]
+        """The head's main output (`self.output`) for `input_ids`. An encoder-decoder's decoder reads `input_ids`
+        shifted right, so given `position_ids` go to both stacks (the decoder's as `decoder_position_ids`)."""
+        if self.seq2seq and kwargs.get("position_ids") is not None:
+            kwargs["decoder_position_ids"] = kwargs["position_ids"]
+        return self.text_part(model)(input_ids, **kwargs)[self.output]
 
     def loss(self, model: PreTrainedModel, input_ids: torch.Tensor) -> torch.Tensor:
         """The head's own loss with `labels=input_ids`; for a head without one (a text encoder), next-token
         cross-entropy of the hidden states read through the token embeddings, which reaches every position weight."""
         if self.labels:
             return model(input_ids, labels=input_ids).loss
-        scores = model(input_ids).last_hidden_state @ model.get_input_embeddings().weight.T
+        text = self.text_part(model)
+        scores = text(input_ids).last_hidden_state @ text.get_input_embeddings().weight.T
         return torch.nn.functional.cross_entropy(scores[:, :-1].flatten(0, 1), input_ids[:, 1:].flatten())
 
 
@@ -175,6 +192,47 @@ def tiny_clip_text() -> CLIPTextModelWithProjection:
     return CLIPTextModelWithProjection(tiny_clip_text_config()).eval()
 
 
+def tiny_clip() -> CLIPModel:
+    """Both towers: the tiny text tower and a one-layer vision tower on 32 x 32 images."""
+    vision = {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
+    config = CLIPConfig(
+        text_config=tiny_clip_text_config().to_dict(),
+        vision_config={**vision, "image_size": 32, "patch_size": 16},
+        projection_dim=32,
+    )
+    return CLIPModel(config).eval()
+
+
+def tiny_bart(config_class=BartConfig, model_class=BartForConditionalGeneration) -> PreTrainedModel:
+    """A tiny BART (or mBART), both tables of WINDOW positions; the decoder has more heads than the encoder, so that
+    each stack's encoding must be built from its own counts. (The layer counts agree: transformers sizes the
+    decoder-only head's cache by `num_hidden_layers`, which is BART's `encoder_layers`.)"""
+    config = config_class(
+        encoder_layers=2,
+        decoder_layers=2,
+        d_model=64,
+        encoder_attention_heads=4,
+        decoder_attention_heads=8,
+        encoder_ffn_dim=128,
+        decoder_ffn_dim=128,
+        dropout=0.0,  # functional dropout, as OPT's: no nn.Dropout module for a test to switch off
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        max_position_embeddings=WINDOW,
+        vocab_size=VOCAB,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        decoder_start_token_id=2,
+        forced_eos_token_id=None,
+    )
+    return model_class(config).eval()
+
+
+def tiny_mbart() -> MBartForConditionalGeneration:
+    return tiny_bart(MBartConfig, MBartForConditionalGeneration)
+
+
 CASES: list[FamilyCase] = [
     FamilyCase(
         name="gpt2",
@@ -265,6 +323,44 @@ CASES: list[FamilyCase] = [
         no_cache="CLIP's text tower has no KV cache and no generate: it encodes a prompt in one pass",
         bf16_tolerance=0.06,  # layer-normed hidden states: the unconverted original is 4.3% off in bf16 at 32 tokens
     ),
+    FamilyCase(
+        name="clip",
+        build=tiny_clip,
+        causal=True,
+        auto_class="AutoModel",
+        table_key="text_model.embeddings.position_embedding.weight",
+        qk_weights=("self_attn.q_proj.weight", "self_attn.k_proj.weight"),
+        lora_targets=("q_proj", "k_proj", "v_proj"),
+        output="last_hidden_state",
+        labels=False,
+        no_cache="CLIP's text tower has no KV cache and no generate: it encodes a prompt in one pass",
+        bf16_tolerance=0.06,
+        tower="text_model",  # the vision tower is checked bit for bit in tests/test_families.py
+    ),
+    FamilyCase(
+        name="bart",
+        build=tiny_bart,
+        causal=True,  # the logits are the causal decoder's; the encoder is bidirectional (tests/test_seq2seq.py)
+        auto_class="AutoModelForSeq2SeqLM",
+        table_key="model.encoder.embed_positions.weight",
+        qk_weights=("self_attn.q_proj.weight", "self_attn.k_proj.weight"),
+        lora_targets=("q_proj", "k_proj", "v_proj"),
+        pad_token_id=1,
+        seq2seq=True,
+        more_table_keys=("model.decoder.embed_positions.weight",),
+    ),
+    FamilyCase(
+        name="mbart",
+        build=tiny_mbart,
+        causal=True,
+        auto_class="AutoModelForSeq2SeqLM",
+        table_key="model.encoder.embed_positions.weight",
+        qk_weights=("self_attn.q_proj.weight", "self_attn.k_proj.weight"),
+        lora_targets=("q_proj", "k_proj", "v_proj"),
+        pad_token_id=1,
+        seq2seq=True,
+        more_table_keys=("model.decoder.embed_positions.weight",),
+    ),
 ]
 
 ENCODINGS = ["rope", "t5_bias", "alibi", "sinusoidal", "learned", "nope"]
@@ -280,3 +376,20 @@ def sharpen(model: PreTrainedModel, case: FamilyCase, factor: float = 16.0, seed
             elif ".position_encoding." in name and "relative_attention_bias" in name:
                 param.copy_(torch.randn(param.shape, generator=generator))
     return model
+
+
+def swap_encodings(model: PreTrainedModel, donor: PreTrainedModel) -> PreTrainedModel:
+    """Put each of `donor`'s position encodings in place of `model`'s (same paths), in place."""
+    import hf_posenc
+
+    for name, module in hf_posenc.position_encodings(donor).items():
+        parent, _, attribute = name.rpartition(".")
+        setattr(model.get_submodule(parent), attribute, module)
+    return model
+
+
+def position_parameters(model: PreTrainedModel) -> list[torch.nn.Parameter]:
+    """The parameters of every position encoding in `model` (one per stack)."""
+    import hf_posenc
+
+    return [p for encoding in hf_posenc.position_encodings(model).values() for p in encoding.parameters()]

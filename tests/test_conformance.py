@@ -16,7 +16,7 @@ from transformers import DynamicCache, StaticCache
 
 import hf_posenc
 from hf_posenc import PositionEncodingError
-from tests.cases import CASES, ENCODINGS, VOCAB, WINDOW, FamilyCase, sharpen
+from tests.cases import CASES, ENCODINGS, VOCAB, WINDOW, FamilyCase, position_parameters, sharpen, swap_encodings
 
 RELATIVE = {"rope", "t5_bias", "alibi", "nope"}
 BACKENDS = ["eager", "sdpa"]
@@ -40,14 +40,18 @@ def logits(case: FamilyCase, model, input_ids, **kwargs) -> torch.Tensor:
 
 pairs = pytest.mark.parametrize("encoding", ENCODINGS)
 families = pytest.mark.parametrize("case", CASES, ids=str)
-decoders = pytest.mark.parametrize("case", [c for c in CASES if c.causal], ids=str)
+decoders = pytest.mark.parametrize("case", [c for c in CASES if c.causal and not c.seq2seq], ids=str)
 # KV cache and generate: a causal model without them is listed with its reason, as a skip
 cached = pytest.mark.parametrize(
     "case",
-    [pytest.param(c, marks=pytest.mark.skip(reason=c.no_cache)) if c.no_cache else c for c in CASES if c.causal],
+    [
+        pytest.param(c, marks=pytest.mark.skip(reason=c.no_cache)) if c.no_cache else c
+        for c in CASES
+        if c.causal and not c.seq2seq  # encoder-decoders: tests/test_seq2seq.py
+    ],
     ids=str,
 )
-encoders = pytest.mark.parametrize("case", [c for c in CASES if not c.causal], ids=str)
+encoders = pytest.mark.parametrize("case", [c for c in CASES if not c.causal and not c.seq2seq], ids=str)
 
 
 @families
@@ -58,9 +62,10 @@ def test_other_weights_keep_names_and_bits(case, encoding):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     hf_posenc.convert(model, encoding)
     after = model.state_dict()
-    assert case.table_key in before and case.table_key not in after
+    tables = (case.table_key, *case.more_table_keys)
+    assert all(key in before and key not in after for key in tables)
     for key, value in before.items():
-        if key != case.table_key:
+        if key not in tables:
             assert torch.equal(after[key], value), key
     new_keys = {k for k in after if k not in before}
     assert all(".position_encoding." in k for k in new_keys), new_keys
@@ -77,8 +82,7 @@ def test_runs_4x_past_the_window_and_positions_matter(case, encoding, backend):
     assert out.shape[:2] == (2, 4 * WINDOW) and torch.isfinite(out).all()
     if encoding == "nope":
         return
-    baseline = copy.deepcopy(model)
-    baseline.base_model.position_encoding = hf_posenc.convert(case.build(), "nope").base_model.position_encoding
+    baseline = swap_encodings(copy.deepcopy(model), hf_posenc.convert(case.build(), "nope"))
     change = (out - logits(case, baseline, long)).abs().max()
     assert change > 1e-3 * out.abs().max(), f"the encoding must change the output (changed by {change:.2e})"
 
@@ -256,12 +260,13 @@ REMOTE_CHECK = """
 import sys
 sys.modules["hf_posenc"] = None  # not importable: only torch and transformers
 import json, torch, transformers
-for folder, auto_class, output in json.loads(sys.argv[1]):
+for folder, auto_class, output, tower in json.loads(sys.argv[1]):
     model = getattr(transformers, auto_class).from_pretrained(folder, trust_remote_code=True).eval()
     assert "transformers_modules" in type(model).__module__, type(model).__module__
     ids = torch.load(folder + "/ids.pt")
     with torch.no_grad():
-        diff = (model(ids)[output] - torch.load(folder + "/logits.pt")).abs().max().item()
+        diff = ((getattr(model, tower) if tower else model)(ids)[output] - torch.load(folder + "/logits.pt"))
+        diff = diff.abs().max().item()
     print(folder, diff)
     assert diff == 0.0, (folder, diff)
 """
@@ -277,7 +282,7 @@ def test_loads_with_trust_remote_code_without_hf_posenc(case, tmp_path):
         input_ids = ids(1, 2 * WINDOW)
         torch.save(input_ids, folder / "ids.pt")
         torch.save(logits(case, model, input_ids), folder / "logits.pt")
-        jobs.append((str(folder), case.auto_class, case.output))
+        jobs.append((str(folder), case.auto_class, case.output, case.tower))
     env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules")}  # no sharing with parallel runs
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(REMOTE_CHECK), json.dumps(jobs)],
@@ -297,7 +302,7 @@ def test_peft_lora_trains_saves_reloads_and_merges(case, encoding, tmp_path):
     from peft import LoraConfig, PeftModel, get_peft_model
 
     model = converted(case, encoding)
-    has_position_params = any(True for _ in model.base_model.position_encoding.parameters())
+    has_position_params = bool(position_parameters(model))
     lora = LoraConfig(
         r=4,
         target_modules=list(case.lora_targets),

@@ -48,11 +48,13 @@ def test_every_head_converts_runs_long_and_reloads(case, head, tmp_path):
     assert type(model).__name__ == "PosEnc" + head.__name__
     shape = (1, 2, 4 * WINDOW) if "MultipleChoice" in head.__name__ else (1, 4 * WINDOW)
     input_ids = torch.randint(3, VOCAB, shape)
-    out = first_output(model, input_ids)
+    if case.seq2seq and "SequenceClassification" in head.__name__:
+        input_ids[..., -1] = model.config.eos_token_id  # (m)BART classifies at the last end-of-sequence token
+    out = first_output(case.text_part(model), input_ids)
     assert torch.isfinite(out).all()
     model.save_pretrained(tmp_path)
     reloaded = type(model).from_pretrained(tmp_path).eval()
-    torch.testing.assert_close(first_output(reloaded, input_ids), out)
+    torch.testing.assert_close(first_output(case.text_part(reloaded), input_ids), out)
 
 
 @pytest.mark.parametrize("encoding", [*RELATIVE, "sinusoidal", "learned"])
@@ -162,19 +164,38 @@ def test_clip_pools_at_the_end_of_text_token_past_77_tokens(encoding, head, eos_
         torch.testing.assert_close(unmasked.pooler_output, out.pooler_output, atol=1e-5, rtol=1e-5)
 
 
-def test_clip_with_both_towers_is_refused_untouched():
-    from transformers import CLIPConfig, CLIPModel
+@pytest.mark.parametrize("encoding", ["rope", "t5_bias", "learned"])
+def test_clip_with_both_towers_converts_the_text_tower_and_leaves_the_vision_tower_bit_for_bit(encoding, tmp_path):
+    from transformers import AutoModel, CLIPModel
 
-    text = {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
-    vision = {**text, "image_size": 32, "patch_size": 16}
-    model = CLIPModel(CLIPConfig(text_config={**text, "vocab_size": VOCAB}, vision_config=vision, projection_dim=16))
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    with pytest.raises(hf_posenc.PositionEncodingError) as err:
-        hf_posenc.convert(model, "rope")
-    message = str(err.value)
-    assert "\n" not in message and "Unsupported model type 'clip' (CLIPModel)" in message
-    assert "clip_text_model" in message  # names what is supported: a text tower on its own
-    assert type(model) is CLIPModel and all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+    from tests.cases import tiny_clip as tiny_two_towers
+
+    torch.manual_seed(0)
+    model = tiny_two_towers()
+    untouched = ("vision_model.", "visual_projection.", "text_projection.", "logit_scale")
+    before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith(untouched)}
+    pixels = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        image = model.get_image_features(pixel_values=pixels).pooler_output
+    hf_posenc.convert(model, encoding)
+    assert type(model).__name__ == "PosEncCLIPModel" and type(model.vision_model).__name__ == "CLIPVisionModel"
+    assert sorted(hf_posenc.position_encodings(model)) == ["text_model.position_encoding"]
+    assert model.config.text_config.position_encoding == encoding == model.config.position_encoding
+    state = model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in before.items())
+    input_ids, mask = clip_prompts(4 * WINDOW, [4 * WINDOW - 5, 50])  # past the text tower's old window
+    with torch.no_grad():
+        assert torch.equal(model.get_image_features(pixel_values=pixels).pooler_output, image)
+        out = model(input_ids=input_ids, attention_mask=mask, pixel_values=pixels)
+        text = model.get_text_features(input_ids=input_ids, attention_mask=mask).pooler_output
+    assert out.logits_per_text.shape == (2, 2) and torch.isfinite(out.logits_per_text).all()
+    torch.testing.assert_close(out.text_embeds, torch.nn.functional.normalize(text, dim=-1))
+    model.save_pretrained(tmp_path)
+    reloaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert type(reloaded) is type(model) and isinstance(reloaded, CLIPModel)
+    with torch.no_grad():
+        again = reloaded(input_ids=input_ids, attention_mask=mask, pixel_values=pixels)
+    assert torch.equal(again.logits_per_text, out.logits_per_text)
 
 
 def test_clip_base_model_loads_a_projection_checkpoint(tmp_path):
@@ -190,3 +211,23 @@ def test_clip_base_model_loads_a_projection_checkpoint(tmp_path):
     input_ids, _ = clip_prompts(100, [90])
     with torch.no_grad():
         assert torch.equal(base(input_ids).pooler_output, model.text_model(input_ids).pooler_output)
+
+
+def test_clip_text_config_follows_the_top_level_encoding_and_the_tower_loads_alone(tmp_path):
+    """What conversion resolves (sinusoidal's scale) and what is declared later reach `text_config`, which a text
+    tower saved or loaded on its own reads."""
+    from tests.cases import tiny_clip as tiny_two_towers
+
+    torch.manual_seed(0)
+    model = hf_posenc.convert(tiny_two_towers(), "sinusoidal")
+    text_config = model.config.text_config
+    assert text_config.position_encoding_options == model.config.position_encoding_options
+    assert text_config.position_encoding_options["scale"] != "auto"
+    hf_posenc.declare_max_length(model, 100)
+    assert text_config.max_position_embeddings == 100
+    model.save_pretrained(tmp_path)
+    tower = type(model.text_model).from_pretrained(tmp_path).eval()
+    input_ids, mask = clip_prompts(3 * WINDOW, [3 * WINDOW - 4, 40])
+    with torch.no_grad():
+        expected = model.text_model(input_ids, attention_mask=mask).last_hidden_state
+        torch.testing.assert_close(tower(input_ids, attention_mask=mask).last_hidden_state, expected)

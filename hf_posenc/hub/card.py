@@ -17,6 +17,8 @@ from ..modeling.posenc_base import get_encoding_class
 HEADS = {  # head class name suffix: (Hub pipeline_tag or None, the Auto class that loads it)
     "LMHeadModel": ("text-generation", "AutoModelForCausalLM"),
     "ForCausalLM": ("text-generation", "AutoModelForCausalLM"),
+    "ForConditionalGeneration": ("text2text-generation", "AutoModelForSeq2SeqLM"),
+    "CLIPModel": ("zero-shot-image-classification", "AutoModel"),
     "ForMaskedLM": ("fill-mask", "AutoModelForMaskedLM"),
     "ForPreTraining": ("fill-mask", "AutoModelForPreTraining"),
     "ForSequenceClassification": ("text-classification", "AutoModelForSequenceClassification"),

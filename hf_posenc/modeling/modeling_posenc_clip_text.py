@@ -2,7 +2,7 @@
 
 Every weight except `embeddings.position_embedding` keeps its name; the encoding lives at `position_encoding`
 (`CLIPTextModel`) or `text_model.position_encoding` (`CLIPTextModelWithProjection`). `CLIPModel` (text and vision
-towers together) is not converted: convert a text tower that stands on its own.
+towers together) converts its text tower with this module too (`modeling_posenc_clip`).
 
 The text tower is treated as causal. It is an encoder in name only: CLIP applies a causal mask in every layer
 (OpenAI's `build_attention_mask`, transformers' `create_causal_mask` here), so each token sees only itself and the

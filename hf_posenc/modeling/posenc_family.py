@@ -15,9 +15,43 @@ from .posenc_base import ModelInfo, PositionEncoding
 POSENC_CONFIG_FIELDS = ("position_encoding", "position_encoding_options", "trained_context_length")
 
 
-def build_position_encoding(config: Any, causal: bool) -> PositionEncoding:
+@dataclass(frozen=True)
+class Stack:
+    """One stack of layers with a position table of its own: an encoder-decoder has two (encoder and decoder), each
+    converted to the same encoding with its own direction, heads and layers (None: the config's own counts)."""
+
+    causal: bool
+    num_heads: int | None = None
+    num_layers: int | None = None
+    hidden_size: int | None = None
+    config_key: str = ""  # the sub-config the stack runs on (a tower's `text_config`); "": the model's own
+
+    def runs_on(self, config: Any) -> Any:
+        return getattr(config, self.config_key) if self.config_key else config
+
+    def info(self, config: Any, trained_context_length: int, embedding_size: int | None = None) -> ModelInfo:
+        return ModelInfo(
+            hidden_size=self.hidden_size or config.hidden_size,
+            num_heads=self.num_heads or config.num_attention_heads,
+            num_layers=self.num_layers or config.num_hidden_layers,
+            causal=self.causal,
+            trained_context_length=trained_context_length,
+            embedding_size=embedding_size,
+        )
+
+
+def build_position_encoding(config: Any, causal: bool, stack: Stack | None = None, name: str = "") -> PositionEncoding:
+    """The converted config's encoding for the model's only stack, or for stack `name` of a model with several (its
+    options: the shared ones, updated by what conversion resolved for it from its own table, in
+    `config.stack_position_encoding_options[name]`)."""
     encoding_cls = get_encoding_class(config.position_encoding)
-    return encoding_cls(config.position_encoding_options or {}, ModelInfo.from_config(config, causal))
+    options = dict(config.position_encoding_options or {})
+    options.update((getattr(config, "stack_position_encoding_options", None) or {}).get(name, {}))
+    if stack is None:
+        info = ModelInfo.from_config(config, causal)
+    else:
+        info = stack.info(config, config.trained_context_length, getattr(config, "embedding_size", None))
+    return encoding_cls(options, info)
 
 
 @dataclass(frozen=True)
@@ -26,17 +60,35 @@ class Family:
 
     `heads` maps each original transformers class to its converted class; `auto_classes` maps each
     converted class to the transformers Auto class that loads it; `absolute_table` returns the learned
-    position table of a base model; `adopt` turns a freshly built or live model into the converted one.
+    position table of a base model; `adopt` turns a freshly built or live model into the converted one and
+    returns its encoding.
+
+    A model with several stacks of layers, each with its own table (an encoder-decoder), sets `stacks`: their
+    names and `Stack`s for a config. `absolute_table` and `adopt` then return dicts keyed by those names, and
+    `is_causal` says whether the head's output comes from a causal stack.
     """
 
     model_type: str
     config_class: type
     heads: dict[type, type]
     auto_classes: dict[type, str]
-    absolute_table: Callable[[nn.Module], torch.Tensor]
-    adopt: Callable[[nn.Module], PositionEncoding]
+    absolute_table: Callable[[nn.Module], torch.Tensor | dict[str, torch.Tensor]]
+    adopt: Callable[[nn.Module], PositionEncoding | dict[str, PositionEncoding]]
     is_causal: Callable[[Any], bool]
     unsupported: Callable[[Any], str | None]
+    stacks: Callable[[Any], dict[str, Stack]] | None = None
+
+    def stack_layout(self, config: Any) -> dict[str, Stack]:
+        """The stacks of a model with this config; a single-stack family's one stack is named ""."""
+        return self.stacks(config) if self.stacks is not None else {"": Stack(causal=self.is_causal(config))}
+
+    def absolute_tables(self, base: nn.Module) -> dict[str, torch.Tensor]:
+        tables = self.absolute_table(base)
+        return tables if isinstance(tables, dict) else {"": tables}
+
+    def adopt_all(self, model: nn.Module) -> dict[str, PositionEncoding]:
+        encodings = self.adopt(model)
+        return encodings if isinstance(encodings, dict) else {"": encodings}
 
     def auto_map(self) -> dict[str, str]:
         """`auto_map` for config.json, so that every head loads as remote code, not only the one saved."""
@@ -74,12 +126,23 @@ class PosEncModelMixin:
 
 
 def replace_config(model: nn.Module, old: Any, new: Any) -> None:
-    """Point every submodule that held the old config at the new one."""
+    """Point every submodule that held the old config, or one of its sub-configs (a tower's), at the new one."""
+    pairs = [(old, new)] + [(getattr(old, key), getattr(new, key)) for key in getattr(old, "sub_configs", {})]
     for module in model.modules():
-        if getattr(module, "config", None) is old:
-            module.config = new
+        held = getattr(module, "config", None)
+        for before, after in pairs:
+            if held is before:
+                module.config = after
 
 
 def attach_encoding(base: nn.Module, encoding: PositionEncoding, reference: torch.Tensor) -> PositionEncoding:
+    """Put `encoding` at `base.position_encoding` (`base`: a base model, or one stack of it) on `reference`'s device
+    and dtype."""
     base.position_encoding = encoding.to(device=reference.device, dtype=reference.dtype)
     return base.position_encoding
+
+
+def position_encodings(model: nn.Module) -> dict[str, PositionEncoding]:
+    """Every position encoding in `model` by module path: one per stack (`model.position_encoding`,
+    `model.encoder.position_encoding`, ...)."""
+    return {name: module for name, module in model.named_modules() if isinstance(module, PositionEncoding)}

@@ -1,13 +1,14 @@
 """Training helpers shared by the recipes: settings, data (load, tokenise, pack), model preparation, the loop."""
 
 from .config import TrainConfig, build_parser, parse_config, silence_progress_bars
-from .data import CausalCollator, MaskedCollator, TextData, load_documents, tokenize_and_pack
+from .data import CausalCollator, DenoisingCollator, MaskedCollator, TextData, load_documents, tokenize_and_pack
 from .errors import RecipeError, run_cli
 from .loop import latest_checkpoint, train
 from .model import check_block_size, convert_if_asked, load_model, load_tokenizer, select_trainable
 
 __all__ = [
     "CausalCollator",
+    "DenoisingCollator",
     "MaskedCollator",
     "RecipeError",
     "TextData",

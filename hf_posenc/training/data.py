@@ -193,3 +193,33 @@ class MaskedCollator:
         if "block" in rows[0]:
             batch["block"] = torch.stack([torch.as_tensor(row["block"]) for row in rows])
         return batch
+
+
+class DenoisingCollator:
+    """BART's token-masking objective: each token of a block is replaced by `mask_id` with `probability`, and the
+    labels are the whole original block, which the decoder reconstructs from `decoder_input_ids`: the labels shifted
+    right after `decoder_start_token_id` (what the model would make from the labels, given here so that an evaluation
+    that holds the labels back reads the same inputs). Masks are drawn from torch's global RNG, so a seeded
+    evaluation (`evaluate_loss` forks and seeds it) is fixed."""
+
+    causal = False  # labels are predicted in place: the decoder's logit at i reconstructs token i
+
+    def __init__(self, mask_id: int, decoder_start_token_id: int, probability: float = 0.3):
+        if not 0.0 < probability < 1.0:
+            raise ValueError(f"The masking probability must be in (0, 1), got {probability}.")
+        self.mask_id, self.start, self.probability = mask_id, decoder_start_token_id, probability
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        ids = torch.stack([torch.as_tensor(row["input_ids"]) for row in rows])
+        noise = torch.rand(ids.shape) < self.probability
+        start = torch.full_like(ids[:, :1], self.start)
+        batch = {
+            "input_ids": ids.masked_fill(noise, self.mask_id),
+            "decoder_input_ids": torch.cat((start, ids[:, :-1]), dim=1),
+            "labels": ids.clone(),
+        }
+        if "block" in rows[0]:
+            batch["block"] = torch.stack([torch.as_tensor(row["block"]) for row in rows])
+        return batch
