@@ -39,7 +39,14 @@ from transformers.utils.generic import can_return_tuple, merge_with_config_defau
 from transformers.utils.output_capturing import capture_outputs
 
 from .posenc_base import PositionContext, PositionEncoding, cache_and_positions, default_position_ids, mask_key_length
-from .posenc_family import Family, PosEncModelMixin, Stack, attach_encoding, build_position_encoding
+from .posenc_family import (
+    Family,
+    PosEncModelMixin,
+    PositionBuffersInitMixin,
+    Stack,
+    attach_encoding,
+    build_position_encoding,
+)
 
 
 @strict
@@ -96,20 +103,17 @@ class PosEncSelfAttentionMixin:
         return self.out_proj(attn_output), attn_weights
 
 
-def add_position_embeds(embeds: torch.Tensor, position_embeds: torch.Tensor | None) -> torch.Tensor:
-    return embeds if position_embeds is None else embeds + position_embeds.to(embeds.dtype)
+def stack_input(stack: nn.Module, inputs_embeds: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+    """A stack's first hidden states, as (m)BART makes them: token embeddings plus the position signal (for an
+    "input" encoding), then `layernorm_embedding` and dropout."""
+    position_embeds = stack.position_encoding.embed(position_ids)
+    if position_embeds is not None:
+        inputs_embeds = inputs_embeds + position_embeds.to(inputs_embeds.dtype)
+    hidden_states = stack.layernorm_embedding(inputs_embeds)
+    return nn.functional.dropout(hidden_states, p=stack.dropout, training=stack.training)
 
 
-class PosEncStackMixin:
-    """A stack is a PreTrainedModel of its own, which initialises its children itself: its encoding's buffers too."""
-
-    def _init_weights(self, module: nn.Module) -> None:
-        super()._init_weights(module)
-        if isinstance(module, PositionEncoding):
-            module.reset_buffers()
-
-
-class PosEncEncoderMixin(PosEncStackMixin):
+class PosEncEncoderMixin(PositionBuffersInitMixin):
     """The encoder stack with its own (bidirectional) encoding; mBART's final `layer_norm` runs where it exists."""
 
     @merge_with_config_defaults
@@ -130,9 +134,7 @@ class PosEncEncoderMixin(PosEncStackMixin):
         key_positions = position_ids  # given positions: distance biases follow them
         if position_ids is None:
             position_ids = default_position_ids(attention_mask, 0, length, inputs_embeds.device)
-        hidden_states = add_position_embeds(inputs_embeds, self.position_encoding.embed(position_ids))
-        hidden_states = self.layernorm_embedding(hidden_states)
-        hidden_states = nn.functional.dropout(hidden_states, p=self.dropout, training=self.training)
+        hidden_states = stack_input(self, inputs_embeds, position_ids)
         mask = create_bidirectional_mask(config=self.config, inputs_embeds=inputs_embeds, attention_mask=attention_mask)
         context = self.position_encoding(
             position_ids,
@@ -152,7 +154,7 @@ class PosEncEncoderMixin(PosEncStackMixin):
         return BaseModelOutput(last_hidden_state=hidden_states)
 
 
-class PosEncDecoderMixin(PosEncStackMixin):
+class PosEncDecoderMixin(PositionBuffersInitMixin):
     """The decoder stack with its own (causal) encoding; cross-attention gets no position context."""
 
     @merge_with_config_defaults
@@ -196,9 +198,7 @@ class PosEncDecoderMixin(PosEncStackMixin):
             attention_mask=encoder_attention_mask,
             encoder_hidden_states=encoder_hidden_states,
         )
-        hidden_states = add_position_embeds(inputs_embeds, self.position_encoding.embed(position_ids))
-        hidden_states = self.layernorm_embedding(hidden_states)
-        hidden_states = nn.functional.dropout(hidden_states, p=self.dropout, training=self.training)
+        hidden_states = stack_input(self, inputs_embeds, position_ids)
         context = self.position_encoding(
             position_ids,
             past_length,

@@ -98,17 +98,22 @@ class Family:
         return auto_map
 
 
-class PosEncModelMixin:
-    """Mixed into each family's PreTrainedModel subclass: buffer init after meta loading, backend checks."""
-
-    _supports_flex_attn = True
-    _supports_sdpa = True
-    _supports_attention_backend = True
+class PositionBuffersInitMixin:
+    """Mixed into a PreTrainedModel that holds an encoding: its buffers are computed after meta loading. (A stack that
+    is a PreTrainedModel of its own, as BART's encoder, initialises its children itself and mixes this in too.)"""
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         if isinstance(module, PositionEncoding):
             module.reset_buffers()
+
+
+class PosEncModelMixin(PositionBuffersInitMixin):
+    """Mixed into each family's PreTrainedModel subclass: buffer init after meta loading, backend checks."""
+
+    _supports_flex_attn = True
+    _supports_sdpa = True
+    _supports_attention_backend = True
 
     def _prepare_position_ids_for_generation(self, inputs_tensor, model_kwargs):
         """`generate`'s positions are the padding-aware ones the model counts itself. Distance biases read given
