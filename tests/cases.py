@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from transformers import (
@@ -233,6 +233,19 @@ def tiny_mbart() -> MBartForConditionalGeneration:
     return tiny_bart(MBartConfig, MBartForConditionalGeneration)
 
 
+BART_CASE = FamilyCase(
+    name="bart",
+    build=tiny_bart,
+    causal=True,  # the logits are the causal decoder's; the encoder is bidirectional (tests/test_seq2seq.py)
+    auto_class="AutoModelForSeq2SeqLM",
+    table_key="model.encoder.embed_positions.weight",
+    qk_weights=("self_attn.q_proj.weight", "self_attn.k_proj.weight"),
+    lora_targets=("q_proj", "k_proj", "v_proj"),
+    pad_token_id=1,
+    seq2seq=True,
+    more_table_keys=("model.decoder.embed_positions.weight",),
+)
+
 CASES: list[FamilyCase] = [
     FamilyCase(
         name="gpt2",
@@ -337,30 +350,8 @@ CASES: list[FamilyCase] = [
         bf16_tolerance=0.06,
         tower="text_model",  # the vision tower is checked bit for bit in tests/test_families.py
     ),
-    FamilyCase(
-        name="bart",
-        build=tiny_bart,
-        causal=True,  # the logits are the causal decoder's; the encoder is bidirectional (tests/test_seq2seq.py)
-        auto_class="AutoModelForSeq2SeqLM",
-        table_key="model.encoder.embed_positions.weight",
-        qk_weights=("self_attn.q_proj.weight", "self_attn.k_proj.weight"),
-        lora_targets=("q_proj", "k_proj", "v_proj"),
-        pad_token_id=1,
-        seq2seq=True,
-        more_table_keys=("model.decoder.embed_positions.weight",),
-    ),
-    FamilyCase(
-        name="mbart",
-        build=tiny_mbart,
-        causal=True,
-        auto_class="AutoModelForSeq2SeqLM",
-        table_key="model.encoder.embed_positions.weight",
-        qk_weights=("self_attn.q_proj.weight", "self_attn.k_proj.weight"),
-        lora_targets=("q_proj", "k_proj", "v_proj"),
-        pad_token_id=1,
-        seq2seq=True,
-        more_table_keys=("model.decoder.embed_positions.weight",),
-    ),
+    BART_CASE,
+    replace(BART_CASE, name="mbart", build=tiny_mbart),  # the same checks on mBART's classes
 ]
 
 ENCODINGS = ["rope", "t5_bias", "alibi", "sinusoidal", "learned", "nope"]
