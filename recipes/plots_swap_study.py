@@ -31,35 +31,59 @@ def _plain_log_y(ax: Any) -> None:
 
 
 def plot_recovery(part: dict[str, Any], base_ppl: float, tolerance: float, path: Path) -> None:
-    """In-window perplexity against fine-tuning tokens: mean line and +-std band per encoding, base and 2% band."""
+    """In-window perplexity against fine-tuning tokens: mean line and +-std band per encoding, base and 2% band; next
+    to it passkey accuracy at the window along the same runs, when the probes measured it."""
     curves = part["curves"]
     if not curves:
         return
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    passkey = {name: curve["passkey"] for name, curve in curves.items() if curve.get("passkey")}
+    fig, axes = plt.subplots(1, 2 if passkey else 1, figsize=(13, 4.5) if passkey else (7.5, 4.5), squeeze=False)
+    ax = axes[0][0]
     colors = _colors(list(curves))
     first = next(iter(curves.values()))["points"]
     zero_at = min(p["tokens"] for p in first if p["tokens"]) / 2  # the swap itself (0 tokens), drawn left of the rest
+    ticks = [zero_at] + [p["tokens"] for p in first if p["tokens"]]
+    labels = ["0"] + [f"{t / 1e6:.1f}M" if t >= 1e6 else f"{t / 1e3:.0f}k" for t in ticks[1:]]
     for name, curve in curves.items():
-        xs = [p["tokens"] or zero_at for p in curve["points"]]
-        mean = [p["mean"] for p in curve["points"]]
-        std = [p["std"] or 0.0 for p in curve["points"]]
-        ax.plot(xs, mean, "-o", color=colors[name], label=name, markersize=3)
-        ax.fill_between(xs, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
-                        color=colors[name], alpha=0.2)  # fmt: skip
+        _band(ax, curve["points"], zero_at, colors[name], name)
     ax.axhline(base_ppl, color="black", linewidth=1, label=f"base {base_ppl:.1f}")
     ax.axhline(base_ppl * (1 + tolerance), color="black", linewidth=1, linestyle=":", label=f"base +{tolerance:.0%}")
-    ax.set_xscale("log")
-    ticks = [zero_at] + [p["tokens"] for p in first if p["tokens"]]
-    ax.set_xticks(ticks, ["0"] + [f"{t / 1e3:.0f}k" for t in ticks[1:]])
-    ax.xaxis.set_minor_locator(plt.NullLocator())
     _plain_log_y(ax)
-    ax.set(xlabel="fine-tuning tokens (0 = right after the swap)", ylabel="in-window perplexity (lower is better)")
+    ax.set(ylabel="in-window perplexity (lower is better)")
     ax.set_title("Recovery after the swap: mean ± std over seeds", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    for name, points in passkey.items():
+        _band(axes[0][1], points, zero_at, colors[name], name, clip=(0.0, 1.0))
+    if passkey:
+        axes[0][1].set(ylabel="passkey accuracy at the window", ylim=(-0.03, 1.03))
+        axes[0][1].set_title("Retrieval after the swap: mean ± std over seeds", fontsize=10)
+    for axis in axes[0]:
+        axis.set_xscale("log")
+        axis.set_xticks(ticks, labels)
+        axis.xaxis.set_minor_locator(plt.NullLocator())
+        axis.set(xlabel="fine-tuning tokens (0 = right after the swap)")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _band(
+    ax: Any,
+    points: list[dict[str, Any]],
+    zero_at: float,
+    color: str,
+    label: str,
+    clip: tuple[float, float] | None = None,
+) -> None:
+    """A mean line with a +-std band over probe points (0 tokens drawn at `zero_at`), the band cut to `clip`."""
+    xs = [p["tokens"] or zero_at for p in points]
+    mean = [p["mean"] for p in points]
+    std = [p["std"] or 0.0 for p in points]
+    ax.plot(xs, mean, "-o", color=color, label=label, markersize=3)
+    low, high = clip or (-float("inf"), float("inf"))
+    lower = [max(low, m - s) for m, s in zip(mean, std)]
+    ax.fill_between(xs, lower, [min(high, m + s) for m, s in zip(mean, std)], color=color, alpha=0.2)
 
 
 def plot_extrapolation(part: dict[str, Any], path: Path) -> None:

@@ -1,5 +1,6 @@
 """Pretrain the swap study's base: a small GPT-2 with a learned absolute position table, a 4k byte-level BPE
-trained on the training books, and a fixed fraction of passkey retrieval blocks mixed into the text blocks.
+trained on the training books, and fixed fractions of passkey retrieval blocks and repeated-random-token (copying)
+blocks mixed into the text blocks.
 
     python recipes/pretrain_study_base.py --config recipes/configs/study_base.yaml --output_dir outputs/study_base
     # interrupted? the same command plus --resume_from_checkpoint latest

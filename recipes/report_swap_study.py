@@ -94,6 +94,9 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
             "points": curve,
             "tokens_to_within_2pct_of_base": tokens_to_recover(curve, base["perplexity"], TOLERANCE),
         }
+        if all("passkey" in probe for s in seeds.values() for probe in s["training"]["probes"]):
+            curves[name]["passkey"] = curve_summary([seeds[s]["training"]["probes"] for s in sorted(seeds, key=int)],
+                                                    key="passkey")  # fmt: skip
         training[name] = {"in_window_ppl_right_after_swap": curve[0]["mean"] if curve else None,
                           "in_window_ppl_after_fine_tuning": curve[-1]["mean"] if curve else None}  # fmt: skip
     for kind in (record.get("settings") or {}).get("scaling") or []:
@@ -177,6 +180,10 @@ def _pm(mean: float | None, std: float | None) -> str:
     return f"{mean:.1f} ± {std:.1f}" if std else f"{mean:.1f}"
 
 
+def _pm_pct(mean: float | None, std: float | None) -> str:
+    return "n/a" if mean is None else f"{mean:.0%}" + (f" ± {std:.0%}" if std else "")
+
+
 def _tokens(n: int | None) -> str:
     if n is None:
         return "not within budget"
@@ -188,13 +195,13 @@ def base_lines(record: dict[str, Any], part: dict[str, Any]) -> list[str]:
     s = record["settings"]
     pre = record.get("base_pretraining_tokens")
     budget = record["steps"] * record["tokens_per_step"]
-    share = f" ({budget / pre:.1%} of the base's {pre / 1e6:.2f}M pretraining tokens)" if pre else ""
+    share = f" ({100 * budget / pre:.3g}% of the base's {pre / 1e6:.2f}M pretraining tokens)" if pre else ""
     nope = part["training"].get("nope", {}).get("in_window_ppl_right_after_swap")
     lines = [
         f"Base: `{record['base']}`, a GPT-2 with a learned table of {record['window']} positions. Every encoding is "
         f"fine-tuned from it with seeds {', '.join(map(str, s['seeds']))} for {budget:,} tokens{share}, "
-        f"{record['steps']} steps of {record['tokens_per_step']:,} tokens; the training text is the training books "
-        f"plus {record['mixture']['actual_fraction']:.0%} passkey blocks. Evaluation: the held-out books. "
+        f"{record['steps']} steps of {record['tokens_per_step']:,} tokens; the training blocks are the training "
+        f"books plus {mixture_text(record['mixture'])}. Evaluation: the held-out books. "
         "Numbers are mean ± std over the seeds.",
         "",
         "## The base",
@@ -207,6 +214,14 @@ def base_lines(record: dict[str, Any], part: dict[str, Any]) -> list[str]:
         "",
     ]
     return lines
+
+
+def mixture_text(mixture: dict[str, Any]) -> str:
+    packed = "packed " if str(mixture.get("format", "")).startswith("passkey prompts + answers") else ""
+    text = f"{mixture['actual_fraction']:.0%} {packed}passkey blocks"
+    if mixture.get("copy_blocks"):
+        text += f" and {mixture['actual_copy_fraction']:.0%} repeated-random-token blocks"
+    return text
 
 
 def recovery_lines(record: dict[str, Any], part: dict[str, Any]) -> list[str]:
@@ -231,6 +246,30 @@ def recovery_lines(record: dict[str, Any], part: dict[str, Any]) -> list[str]:
         recovered = _tokens(curve["tokens_to_within_2pct_of_base"])
         lines.append(f"| `{name}` | {cells} | {_f(swap / base_ppl if swap else None, 'x{:.3f}')} | {recovered} |")
     return lines + ["", "![recovery](recovery.png)", ""]
+
+
+def passkey_curve_lines(record: dict[str, Any], part: dict[str, Any]) -> list[str]:
+    """Passkey accuracy at the window along fine-tuning, when the probes measured it."""
+    curves = {name: curve["passkey"] for name, curve in part["curves"].items() if curve.get("passkey")}
+    if not curves:
+        return []
+    points = next(iter(curves.values()))
+    header = " | ".join(_tokens(p["tokens"]) if p["tokens"] else "0 (swap)" for p in points)
+    base = (record["base_result"].get("long_context") or {}).get("passkey") or {}
+    at_window = dict(zip(base.get("lengths", []), base.get("accuracy_by_length", []))).get(part["window"])
+    lines = [
+        "## Retrieval along the way: passkey accuracy at the window against fine-tuning tokens",
+        "",
+        f"Probed with the recovery curve: {part['window']}-token prompts, the evaluation's depths, "
+        f"{record['settings']['curve']['passkey_trials']} keys per depth and seed. "
+        f"The base: {_f(at_window, '{:.0%}')}.",
+        "",
+        f"| encoding | {header} |",
+        "| --- |" + " --- |" * len(points),
+    ]
+    for name, curve in curves.items():
+        lines.append(f"| `{name}` | " + " | ".join(_pm_pct(p["mean"], p["std"]) for p in curve) + " |")
+    return lines + [""]
 
 
 def extrapolation_lines(record: dict[str, Any], part: dict[str, Any]) -> list[str]:
@@ -280,6 +319,18 @@ def passkey_lines(part: dict[str, Any]) -> list[str]:
     for name, passkey in with_passkey.items():
         by_length = dict(zip(passkey["lengths"], passkey["accuracy_by_length"]))
         lines.append(f"| `{name}` | " + " | ".join(_f(by_length.get(n), "{:.0%}") for n in lengths) + " |")
+    lines += [
+        "",
+        "Answer tokens right (teacher-forced: each token predicted from the prompt and the answer's earlier tokens), "
+        "mean over depths and seeds; a key counts as retrieved above only when all its tokens are right:",
+        "",
+        "| model | " + " | ".join(f"{n} ({n // window}x)" for n in lengths) + " |",
+        "| --- |" + " --- |" * len(lengths),
+    ]
+    for name, passkey in with_passkey.items():
+        rows = dict(zip(passkey["lengths"], passkey["token_accuracy"]))
+        cells = [_f(mean_std(rows[n])[0] if n in rows else None, "{:.0%}") for n in lengths]
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
     return lines + ["", "By depth: ![passkey](passkey.png)", ""]
 
 
@@ -355,7 +406,8 @@ def write_study_report(record: dict[str, Any], out_dir: str | Path) -> None:
     if part is None:
         (out / "results.md").write_text("\n".join(lines + ["Nothing measured yet."]) + "\n")
         return
-    lines += base_lines(record, part) + recovery_lines(record, part) + extrapolation_lines(record, part)
+    lines += base_lines(record, part) + recovery_lines(record, part) + passkey_curve_lines(record, part)
+    lines += extrapolation_lines(record, part)
     lines += passkey_lines(part) + table_lines(record) + verdict_lines(part) + run_lines(record)
     (out / "results.md").write_text("\n".join(lines) + "\n")
     plot_recovery(part, record["base_result"]["perplexity"], TOLERANCE, out / "recovery.png")

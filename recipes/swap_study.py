@@ -27,7 +27,8 @@ from hf_posenc.training import RecipeError, TrainConfig, run_cli, silence_progre
 from hf_posenc.training.config import load_settings as load_settings_file
 
 HERE = Path(__file__).resolve().parent
-SETTINGS = ("quick", "default", "full")
+SETTINGS = ("quick", "default", "long", "full")
+MIXTURE_KEYS = {"retrieval_fraction", "retrieval_seed", "retrieval_packed", "copy_fraction"}
 SECTIONS = {"base_model", "data", "seeds", "workers", "encodings", "finetune", "mixture", "curve", "eval", "scaling"}
 
 
@@ -104,16 +105,28 @@ class Bench:
         self.texts = needed_text(list(raw["eval"]["text"]), self.lengths, s["eval"]["max_tokens"])
         data = tokenize_and_pack(raw, self.tokenizer, window, max_eval_blocks=1)
         mixture = s.get("mixture") or {}
+        unknown = sorted(set(mixture) - MIXTURE_KEYS)
+        if unknown:
+            raise RecipeError(f"mixture: unknown key(s) {unknown}; known: {sorted(MIXTURE_KEYS)}.")
         self.train_set, self.mixture = mix_retrieval(
-            data.train, self.tokenizer, window, mixture.get("retrieval_fraction", 0.0), mixture.get("retrieval_seed", 1)
-        )
+            data.train, self.tokenizer, window, mixture.get("retrieval_fraction", 0.0),
+            mixture.get("retrieval_seed", 1), packed=bool(mixture.get("retrieval_packed", False)),
+            copy_fraction=mixture.get("copy_fraction", 0.0),
+        )  # fmt: skip
 
     def probe(self, model: Any) -> dict[str, Any]:
-        """In-window quality on the held-out books: perplexity and bits per character on windows that start at 0."""
-        from hf_posenc.evaluation import heldout_bpc
+        """In-window quality on the held-out books (perplexity and bits per character on windows that start at 0)
+        and, with curve.passkey_trials, passkey accuracy at the window over the evaluation's depths."""
+        from hf_posenc.evaluation import heldout_bpc, passkey_retrieval
 
-        scored = heldout_bpc(model, self.tokenizer, self.texts, self.window, self.settings["curve"]["windows_per_book"])
-        return {key: scored[key] for key in ("perplexity", "bpc", "loss")}
+        curve = self.settings["curve"]
+        scored = heldout_bpc(model, self.tokenizer, self.texts, self.window, curve["windows_per_book"])
+        out = {key: scored[key] for key in ("perplexity", "bpc", "loss")}
+        if curve.get("passkey_trials"):
+            depths = tuple(self.settings["eval"]["passkey_depths"])
+            found = passkey_retrieval(model, self.tokenizer, [self.window], depths, curve["passkey_trials"])
+            out["passkey"] = found["accuracy_by_length"][0]
+        return out
 
     def evaluate(self, model: Any, lengths: list[int], label: str, progress: bool = False) -> dict[str, Any]:
         from hf_posenc.evaluation import evaluate_long_context
@@ -182,7 +195,7 @@ class Study:
     """Measures the base, then every (encoding, seed) run, `workers` at a time (each with its share of the torch
     threads), and rewrites the report after each run, so an interrupted study keeps what it measured."""
 
-    def __init__(self, settings: dict[str, Any], out_dir: Path, models_dir: Path, progress: bool):
+    def __init__(self, settings: dict[str, Any], out_dir: Path, models_dir: Path, progress: bool, resume: bool = False):
         self.settings, self.out_dir, self.models_dir, self.progress = settings, out_dir, models_dir, progress
         self.started = time.perf_counter()
         self.record: dict[str, Any] = {
@@ -191,6 +204,23 @@ class Study:
             "machine": machine(),
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         }
+        self.earlier = self.resumed_record() if resume else None
+        self.done: dict[tuple[str, int], dict[str, Any]] = finished_runs(self.earlier) if self.earlier else {}
+
+    def resumed_record(self) -> dict[str, Any] | None:
+        """The report of an interrupted study in out_dir with the same settings, or None when there is none; a
+        different study there is an error (resuming must not mix settings)."""
+        import json
+
+        path = self.out_dir / "results.json"
+        if not path.is_file():
+            return None
+        earlier = json.loads(path.read_text())
+        if earlier.get("settings") != portable(self.settings):
+            raise RecipeError(f"{path} holds a study with other settings; use another --out_dir to start afresh.")
+        if earlier.get("finished"):
+            raise RecipeError(f"{path} holds a finished study; there is nothing to resume.")
+        return earlier if "base_result" in earlier else None
 
     def run(self) -> None:
         from transformers import AutoModelForCausalLM
@@ -198,6 +228,15 @@ class Study:
         from hf_posenc.evaluation import unigram_bpc
 
         bench = Bench(self.settings)
+        jobs = [(name, int(seed)) for name in bench.specs for seed in self.settings["seeds"]]
+        if self.earlier:  # the base's measurements and the finished runs come from the interrupted study
+            keep = ("base", "window", "lengths", "mixture", "steps", "tokens_per_step", "probe_steps")
+            self.record.update({key: self.earlier[key] for key in (*keep, "base_pretraining_tokens", "base_result")})
+            self.record["date"] = self.earlier["date"]
+            self.record["sessions"] = self.earlier.get("sessions", 1) + 1
+            self.file(jobs)
+            self.run_jobs(bench, jobs)
+            return
         base = AutoModelForCausalLM.from_pretrained(bench.base_dir)
         self.record.update(
             base=portable(bench.base_dir), window=bench.window, lengths=bench.lengths, mixture=bench.mixture,
@@ -210,10 +249,14 @@ class Study:
         self.record["base_result"]["long_context"] = bench.evaluate(base, bench.lengths, BASE, self.progress)
         self.record["base_result"]["unigram_bpc"] = unigram_bpc(bench.tokenizer, bench.train_texts, bench.texts)["bpc"]
         self.write()
-        jobs = [(name, int(seed)) for name in bench.specs for seed in self.settings["seeds"]]
-        workers = max(1, min(int(self.settings.get("workers", 1)), len(jobs)))
+        self.run_jobs(bench, jobs)
+
+    def run_jobs(self, bench: Bench, jobs: list[tuple[str, int]]) -> None:
+        """Every (encoding, seed) run not yet done, `workers` at a time."""
+        todo = [job for job in jobs if job not in self.done]
+        workers = max(1, min(int(self.settings.get("workers", 1)), len(todo)))
         if workers == 1:
-            results = ((job, bench.run(*job, self.models_dir, self.progress)) for job in jobs)
+            results = ((job, bench.run(*job, self.models_dir, self.progress)) for job in todo)
             self.collect(results, jobs)
             return
         import multiprocessing
@@ -224,7 +267,7 @@ class Study:
         threads = max(1, torch.get_num_threads() // workers)
         context = multiprocessing.get_context("spawn")  # no fork of a process whose OpenMP threads are running
         with ProcessPoolExecutor(workers, context, _start_worker, (self.settings, threads)) as pool:
-            futures = {pool.submit(_run_in_worker, *job, self.models_dir): job for job in jobs}
+            futures = {pool.submit(_run_in_worker, *job, self.models_dir): job for job in todo}
             try:
                 self.collect(((futures[f], f.result()) for f in as_completed(futures)), jobs)
             except BaseException:
@@ -232,31 +275,52 @@ class Study:
                 raise
 
     def collect(self, results: Any, jobs: list[tuple[str, int]]) -> None:
-        """File each finished run under its encoding and seed (in the order of `jobs`) and rewrite the report."""
+        """File each finished run and rewrite the report after each."""
         from tqdm.auto import tqdm
 
-        done: dict[tuple[str, int], dict[str, Any]] = {}
-        for job, result in tqdm(results, total=len(jobs), desc="swap study runs", disable=not self.progress):
-            done[job] = result
-            runs, tables, scaling = {}, {}, {}
-            for (name, seed), run in ((job, done[job]) for job in jobs if job in done):
-                runs.setdefault(name, {})[str(seed)] = {k: run[k] for k in ("training", "long_context")}
-                if "position_table" in run:
-                    tables.setdefault(name, {})[str(seed)] = run["position_table"]
-                for kind, by_length in (run.get("scaling") or {}).items():
-                    scaling.setdefault(kind, {})[str(seed)] = by_length
-            self.record.update(runs=runs, position_tables=tables, scaling=scaling)
-            self.write()
+        bar = tqdm(results, total=len(jobs), initial=len(self.done), desc="swap study runs", disable=not self.progress)
+        for job, result in bar:
+            self.done[job] = result
+            self.file(jobs)
+
+    def file(self, jobs: list[tuple[str, int]]) -> None:
+        """Put the finished runs under their encoding and seed (in the order of `jobs`) and rewrite the report."""
+        runs, tables, scaling = {}, {}, {}
+        for (name, seed), run in ((job, self.done[job]) for job in jobs if job in self.done):
+            runs.setdefault(name, {})[str(seed)] = {k: run[k] for k in ("training", "long_context")}
+            if "position_table" in run:
+                tables.setdefault(name, {})[str(seed)] = run["position_table"]
+            for kind, by_length in (run.get("scaling") or {}).items():
+                scaling.setdefault(kind, {})[str(seed)] = by_length
+        self.record.update(runs=runs, position_tables=tables, scaling=scaling)
+        self.write()
 
     def write(self) -> None:
         import resource
 
         from report_swap_study import write_study_report
 
-        self.record["wall_seconds"] = time.perf_counter() - self.started
+        earlier = self.earlier or {}
+        self.record["wall_seconds"] = earlier.get("wall_seconds", 0.0) + time.perf_counter() - self.started
         cpu = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-        self.record["cpu_seconds"] = sum(usage.ru_utime + usage.ru_stime for usage in cpu)
+        self.record["cpu_seconds"] = earlier.get("cpu_seconds", 0.0) + sum(u.ru_utime + u.ru_stime for u in cpu)
         write_study_report(portable(self.record), self.out_dir)
+
+
+def finished_runs(record: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
+    """The runs an interrupted study's report holds, by (encoding, seed), as `Bench.run` returned them."""
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+    for name, by_seed in (record.get("runs") or {}).items():
+        for seed, run in by_seed.items():
+            table = (record.get("position_tables") or {}).get(name, {}).get(seed)
+            scaled = record.get("scaling") or {}
+            scaling = {kind: seeds[seed] for kind, seeds in scaled.items() if seed in seeds}
+            done[(name, int(seed))] = {
+                **run,
+                **({"position_table": table} if table is not None else {}),
+                **({"scaling": scaling} if name == "rope" and scaling else {}),
+            }
+    return done
 
 
 def pretraining_tokens(base_dir: str) -> int | None:
@@ -356,6 +420,11 @@ def main(argv: list[str] | None = None) -> None:
         help="Where the fine-tuned models are saved (default: a folder for OUT_DIR in the hf_posenc cache, "
         "$HF_POSENC_CACHE or ~/.cache/hf_posenc).",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="Continue an interrupted study in OUT_DIR (same settings): keep its base measurements and finished runs.",
+    )
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="Hide progress bars.")
     args = parser.parse_args(argv)
     if not args.progress:
@@ -363,7 +432,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings(args.setting, args.config, args.overrides)
     out_dir = Path(args.out_dir)
     models_dir = Path(args.models_dir) if args.models_dir else default_models_dir(out_dir)
-    study = Study(settings, out_dir, models_dir, args.progress)
+    study = Study(settings, out_dir, models_dir, args.progress, args.resume)
     study.run()
     study.record["finished"] = True
     study.write()

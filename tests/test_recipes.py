@@ -202,13 +202,17 @@ def test_swap_study_runs_end_to_end_on_the_shipped_base(tmp_path, monkeypatch):
     run_cli(swap_study.main, argv + [x for o in overrides for x in ("--set", o)])
     record = json.loads((tmp_path / "study" / "results.json").read_text())
     assert record["finished"] is True and record["window"] == 256 and record["lengths"] == [256, 512]
-    assert record["base"] == "<hf_posenc>/data/study_base" and record["base_pretraining_tokens"] == 6000640
+    assert record["base"] == "<hf_posenc>/data/study_base" and record["base_pretraining_tokens"] == 48001024
     assert record["probe_steps"] == [0, 2, 4] and record["steps"] == 4
     runs = record["runs"]
     assert list(runs) == ["rope", "t5_bias", "learned"] and all(list(seeds) == ["0", "1"] for seeds in runs.values())
     probes = [run["training"]["probes"] for run in runs["rope"].values()]
     assert [[p["tokens"] for p in seed] for seed in probes] == [[0, 2048, 4096]] * 2
     assert probes[0][0]["perplexity"] == probes[1][0]["perplexity"]  # the swap itself does not depend on the seed
+    assert all(0.0 <= p["passkey"] <= 1.0 for seed in probes for p in seed)  # retrieval along the way too
+    assert [p["values"] for p in record["gpt2"]["curves"]["rope"]["passkey"]] == [
+        [p["passkey"] for p in point] for point in zip(*probes)
+    ]
     assert probes[0][-1]["perplexity"] != probes[1][-1]["perplexity"]  # the seeds differ in data order and dropout
     # learned, before any step, is the base itself (its table copied out to 512 positions)
     assert runs["learned"]["0"]["training"]["probes"][0]["perplexity"] == pytest.approx(
@@ -233,6 +237,7 @@ def test_swap_study_runs_end_to_end_on_the_shipped_base(tmp_path, monkeypatch):
     ]
     markdown = (tmp_path / "study" / "results.md").read_text()
     assert "## Recovery" in markdown and "| `rope` |" in markdown and "Does the literature's ordering" in markdown
+    assert "## Retrieval along the way" in markdown and "repeated-random-token blocks" in markdown
     for png in ("recovery", "extrapolation", "passkey", "position_table"):
         assert (tmp_path / "study" / f"{png}.png").is_file()
     report = tmp_path / "study"
@@ -273,6 +278,63 @@ def test_swap_study_models_dir_and_gitignore(tmp_path, monkeypatch):
     ignored = ["results/swap_study/models/gpt2/rope/model.safetensors", "results/other/models/bert/nope/config.json"]
     check = subprocess.run(["git", "check-ignore", "--no-index", *ignored], cwd=ROOT, capture_output=True, text=True)
     assert check.stdout.split() == ignored
+
+
+def test_swap_study_resumes_an_interrupted_study(tmp_path, monkeypatch, capsys):
+    """A study stopped after its first run resumes in the same folder: the base measurements and the finished run are
+    kept, only the missing run is trained, and the wall time adds up; other settings in that folder are refused."""
+    monkeypatch.setenv("HF_POSENC_CACHE", str(tmp_path / "cache"))
+    overrides = ["encodings={nope: {}}", "finetune.token_budget=2048", "finetune.batch_size=4", "curve.points=1",
+                 "curve.windows_per_book=1", "eval.max_tokens=256", "eval.factors=[1]", "scaling=[]"]  # fmt: skip
+    argv = ["--setting", "quick", "--out_dir", str(tmp_path / "study"), "--no-progress"]
+    argv += [x for o in overrides for x in ("--set", o)]
+    real_run, calls = swap_study.Bench.run, []
+
+    def run(bench, name, seed, *args, **kwargs):
+        calls.append((name, seed))
+        if seed == 1 and len(calls) == 2:
+            raise KeyboardInterrupt  # the session ends during the second run
+        return real_run(bench, name, seed, *args, **kwargs)
+
+    monkeypatch.setattr(swap_study.Bench, "run", run)
+    with pytest.raises(SystemExit):
+        run_cli(swap_study.main, argv)
+    first = json.loads((tmp_path / "study" / "results.json").read_text())
+    assert list(first["runs"]["nope"]) == ["0"] and "finished" not in first
+    run_cli(swap_study.main, [*argv, "--resume"])
+    assert calls == [("nope", 0), ("nope", 1), ("nope", 1)]
+    record = json.loads((tmp_path / "study" / "results.json").read_text())
+    assert record["finished"] is True and record["sessions"] == 2 and list(record["runs"]["nope"]) == ["0", "1"]
+    assert record["runs"]["nope"]["0"] == first["runs"]["nope"]["0"]
+    assert record["base_result"] == first["base_result"] and record["wall_seconds"] > first["wall_seconds"]
+    assert "| `nope` |" in (tmp_path / "study" / "results.md").read_text()
+    for extra, message in ((["--set", "seeds=[0]"], "other settings"), ([], "finished study")):
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli(swap_study.main, [*argv, *extra, "--resume"])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert json.loads((tmp_path / "study" / "results.json").read_text()) == record  # refused: left as it was
+
+
+def test_named_settings_mirror_the_base_and_long_reaches_10_percent():
+    """Every named setting loads; the CPU settings fine-tune on the study base's own pretraining mixture (other keys),
+    and the long setting is the default one fine-tuned for 10% of the base's pretraining tokens."""
+    from hf_posenc.data import study_base_dir
+
+    settings = {name: swap_study.load_settings(name, None, []) for name in swap_study.SETTINGS}
+    base = json.loads((study_base_dir() / "study_base_config.json").read_text())["mixture"]
+    for name in ("quick", "default", "long"):
+        mixture = settings[name]["mixture"]
+        assert mixture["retrieval_fraction"] == base["retrieval_fraction"] and mixture["retrieval_packed"] is True
+        assert mixture["copy_fraction"] == base["copy_fraction"] and mixture["retrieval_seed"] != base["retrieval_seed"]
+    default, long = settings["default"], settings["long"]
+    assert {k: v for k, v in long.items() if k not in ("finetune", "curve")} == {
+        k: v for k, v in default.items() if k not in ("finetune", "curve")
+    }
+    assert {**long["finetune"], "token_budget": None} == {**default["finetune"], "token_budget": None}
+    step = default["finetune"]["batch_size"] * 256
+    pretrained = json.loads((study_base_dir() / "base_report.json").read_text())["tokens_trained"]
+    assert long["finetune"]["token_budget"] == -(-pretrained // 10 // step) * step
+    assert default["finetune"]["token_budget"] < pretrained // 50  # the default is sized for 30 minutes
 
 
 @pytest.mark.slow
