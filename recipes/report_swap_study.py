@@ -201,7 +201,7 @@ def base_lines(record: dict[str, Any], part: dict[str, Any]) -> list[str]:
         f"Base: `{record['base']}`, a GPT-2 with a learned table of {record['window']} positions. Every encoding is "
         f"fine-tuned from it with seeds {', '.join(map(str, s['seeds']))} for {budget:,} tokens{share}, "
         f"{record['steps']} steps of {record['tokens_per_step']:,} tokens; the training blocks are the training "
-        f"books plus {mixture_text(record['mixture'])}. Evaluation: the held-out books. "
+        f"books plus {mixture_text(record['mixture'], s.get('mixture') or {})}. Evaluation: the held-out books. "
         "Numbers are mean ± std over the seeds.",
         "",
         "## The base",
@@ -216,8 +216,8 @@ def base_lines(record: dict[str, Any], part: dict[str, Any]) -> list[str]:
     return lines
 
 
-def mixture_text(mixture: dict[str, Any]) -> str:
-    packed = "packed " if str(mixture.get("format", "")).startswith("passkey prompts + answers") else ""
+def mixture_text(mixture: dict[str, Any], settings: dict[str, Any]) -> str:
+    packed = "packed " if settings.get("retrieval_packed") else ""
     text = f"{mixture['actual_fraction']:.0%} {packed}passkey blocks"
     if mixture.get("copy_blocks"):
         text += f" and {mixture['actual_copy_fraction']:.0%} repeated-random-token blocks"
