@@ -89,14 +89,14 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
     for name, seeds in runs.items():
         results = [seeds[s]["long_context"] for s in sorted(seeds, key=int)]
         models[name] = aggregate(results)
-        curve = curve_summary([seeds[s]["training"]["probes"] for s in sorted(seeds, key=int)])
+        probes = [seeds[s]["training"]["probes"] for s in sorted(seeds, key=int)]
+        curve = curve_summary(probes)
         curves[name] = {
             "points": curve,
             "tokens_to_within_2pct_of_base": tokens_to_recover(curve, base["perplexity"], TOLERANCE),
         }
-        if all("passkey" in probe for s in seeds.values() for probe in s["training"]["probes"]):
-            curves[name]["passkey"] = curve_summary([seeds[s]["training"]["probes"] for s in sorted(seeds, key=int)],
-                                                    key="passkey")  # fmt: skip
+        if all("passkey" in probe for run in probes for probe in run):
+            curves[name]["passkey"] = curve_summary(probes, key="passkey")
         training[name] = {"in_window_ppl_right_after_swap": curve[0]["mean"] if curve else None,
                           "in_window_ppl_after_fine_tuning": curve[-1]["mean"] if curve else None}  # fmt: skip
     for kind in (record.get("settings") or {}).get("scaling") or []:

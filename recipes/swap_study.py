@@ -230,9 +230,9 @@ class Study:
         bench = Bench(self.settings)
         jobs = [(name, int(seed)) for name in bench.specs for seed in self.settings["seeds"]]
         if self.earlier:  # the base's measurements and the finished runs come from the interrupted study
-            keep = ("base", "window", "lengths", "mixture", "steps", "tokens_per_step", "probe_steps")
-            self.record.update({key: self.earlier[key] for key in (*keep, "base_pretraining_tokens", "base_result")})
-            self.record["date"] = self.earlier["date"]
+            keep = ("date", "base", "window", "lengths", "mixture", "steps", "tokens_per_step", "probe_steps",
+                    "base_pretraining_tokens", "base_result")  # fmt: skip
+            self.record.update({key: self.earlier[key] for key in keep})
             self.record["sessions"] = self.earlier.get("sessions", 1) + 1
             self.file(jobs)
             self.run_jobs(bench, jobs)
