@@ -383,6 +383,19 @@ def run_lines(record: dict[str, Any]) -> list[str]:
     return lines
 
 
+def timing(record: dict[str, Any]) -> str:
+    """Wall and CPU time, the sessions a resumed study took, and whether it finished. The CPU time is a lower
+    bound when a session's fine-tuning workers ended before they were counted (records without `cpu_complete`
+    that were resumed or never finished)."""
+    sessions = record.get("sessions", 1)
+    complete = record.get("cpu_complete", record.get("finished") and sessions == 1)
+    cpu = f"{'at least ' if not complete else ''}{record.get('cpu_seconds', 0) / 60:.1f} min"
+    over = f" over {sessions} sessions" if sessions > 1 else ""
+    status = "finished" if record.get("finished") else "in progress / interrupted"
+    text = f"wall time {record.get('wall_seconds', 0) / 60:.1f} min{over}, CPU time {cpu} ({status})"
+    return text + ("; an interrupted session's fine-tuning workers are not in the CPU time" if not complete else "")
+
+
 def write_study_report(record: dict[str, Any], out_dir: str | Path) -> None:
     """Write results.json (the record and what the report derives from it), results.md and the PNG plots."""
     from plots_swap_study import plot_extrapolation, plot_passkey_grid, plot_position_table, plot_recovery
@@ -392,15 +405,12 @@ def write_study_report(record: dict[str, Any], out_dir: str | Path) -> None:
     part = summarize(record) if "base_result" in record else None  # None: nothing measured yet
     record = {**record, "gpt2": part}
     (out / "results.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
-    minutes = record.get("wall_seconds", 0) / 60
-    status = "finished" if record.get("finished") else "in progress / interrupted"
     m = record["machine"]
     lines = [
         "# Swap study",
         "",
         f"{record['date']}; {m['processor']}, {m['cpus']} CPUs, torch {m['torch']}, transformers "
-        f"{m['transformers']}; wall time {minutes:.1f} min, CPU time {record.get('cpu_seconds', 0) / 60:.1f} min "
-        f"({status}).",
+        f"{m['transformers']}; {timing(record)}.",
         "",
     ]
     if part is None:

@@ -296,15 +296,31 @@ class Study:
         self.write()
 
     def write(self) -> None:
-        import resource
-
         from report_swap_study import write_study_report
 
         earlier = self.earlier or {}
         self.record["wall_seconds"] = earlier.get("wall_seconds", 0.0) + time.perf_counter() - self.started
-        cpu = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-        self.record["cpu_seconds"] = earlier.get("cpu_seconds", 0.0) + sum(u.ru_utime + u.ru_stime for u in cpu)
+        self.record["cpu_seconds"] = earlier.get("cpu_seconds", 0.0) + cpu_seconds()
+        self.record["cpu_complete"] = self.earlier is None or bool(earlier.get("cpu_complete"))
         write_study_report(portable(self.record), self.out_dir)
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process and its children so far: the ones that ended and the running fine-tuning
+    workers, so that a report rewritten mid-study (and kept when the study is interrupted) counts them."""
+    import resource
+
+    import psutil
+
+    ended = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    total = sum(u.ru_utime + u.ru_stime for u in ended)
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.Error:  # ended meanwhile: counted with RUSAGE_CHILDREN once reaped
+            continue
+        total += times.user + times.system
+    return total
 
 
 def finished_runs(record: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -307,12 +308,29 @@ def test_swap_study_resumes_an_interrupted_study(tmp_path, monkeypatch, capsys):
     assert record["finished"] is True and record["sessions"] == 2 and list(record["runs"]["nope"]) == ["0", "1"]
     assert record["runs"]["nope"]["0"] == first["runs"]["nope"]["0"]
     assert record["base_result"] == first["base_result"] and record["wall_seconds"] > first["wall_seconds"]
+    assert record["cpu_complete"] is True and record["cpu_seconds"] > first["cpu_seconds"]
     assert "| `nope` |" in (tmp_path / "study" / "results.md").read_text()
     for extra, message in ((["--set", "seeds=[0]"], "other settings"), ([], "finished study")):
         with pytest.raises(SystemExit) as exit_info:
             run_cli(swap_study.main, [*argv, *extra, "--resume"])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
     assert json.loads((tmp_path / "study" / "results.json").read_text()) == record  # refused: left as it was
+
+
+def test_cpu_time_counts_running_workers():
+    """A report rewritten while a fine-tuning worker still runs counts that worker's CPU time: an interrupted session
+    keeps it."""
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass\ntime.sleep(60)"
+    before = swap_study.cpu_seconds()
+    child = subprocess.Popen([sys.executable, "-c", burn])
+    try:
+        deadline = time.monotonic() + 30
+        while swap_study.cpu_seconds() - before < 0.5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert swap_study.cpu_seconds() - before >= 0.5 and child.poll() is None
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_named_settings_mirror_the_base_and_long_reaches_10_percent():

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
-from report_swap_study import aggregate, verdicts  # noqa: E402
+from report_swap_study import aggregate, timing, verdicts  # noqa: E402
 
 WINDOW, LENGTHS = 256, [256, 512, 1024]
 
@@ -67,3 +67,18 @@ def test_the_literature_check_reads_rises_against_the_seed_noise():
     evidence = {v["claim"]: v["evidence"] for v in verdicts(models, WINDOW, LENGTHS)}
     assert evidence["rope degrades with distance"] == "x1.005* at 2x, x1.010* at 4x"
     assert verdicts(models, WINDOW, [256]) == []  # nothing past the window
+
+
+@pytest.mark.parametrize(
+    ("record", "says"),
+    [
+        ({"finished": True}, "CPU time 2.0 min (finished)"),
+        ({"finished": True, "sessions": 2, "cpu_complete": True}, "over 2 sessions, CPU time 2.0 min (finished)"),
+        ({"finished": True, "sessions": 2}, "CPU time at least 2.0 min (finished); an interrupted session's"),
+        ({}, "CPU time at least 2.0 min (in progress / interrupted)"),
+        ({"cpu_complete": True}, "CPU time 2.0 min (in progress / interrupted)"),
+    ],
+)
+def test_timing_says_when_the_cpu_time_is_a_lower_bound(record, says):
+    """Records written before workers' CPU time was counted mid-study give it as a lower bound once resumed."""
+    assert says in timing({"wall_seconds": 600, "cpu_seconds": 120, **record})
