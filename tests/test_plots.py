@@ -113,8 +113,9 @@ def test_single_model_passkey_title_fits_in_the_figure():
     assert "grey" in fig._suptitle.get_text()
 
 
-def test_committed_swap_study_figure_keeps_its_promises():
-    gpt2 = json.loads((ROOT / "results" / "swap_study" / "results.json").read_text())["gpt2"]
+@pytest.mark.parametrize("study", ["swap_study", "swap_study_long"])
+def test_committed_swap_study_figure_keeps_its_promises(study):
+    gpt2 = json.loads((ROOT / "results" / study / "results.json").read_text())["gpt2"]
     fig = plot_perplexity(gpt2["models"], gpt2["lengths"], None)
     assert len(fig.axes) == 2 and all(ax.get_yscale() == "linear" for ax in fig.axes)
     assert len(legend_texts(fig)) <= len(gpt2["models"])
