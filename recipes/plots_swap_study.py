@@ -1,5 +1,6 @@
 """The swap study's plots (matplotlib, Agg): recovery curves, perplexity against length, passkey by depth and
-length, and the learned T5 bias table. Each takes the summary part of the record (`report_swap_study.summarize`)."""
+length, and the learned T5 bias table. Each takes the summary part of the record
+(`hf_posenc.evaluation.study.summarize`)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FormatStrFormatter  # noqa: E402
-from report_swap_study import BASE  # noqa: E402
 
 from hf_posenc.evaluation import measurement  # noqa: E402
+from hf_posenc.evaluation.study import BASE  # noqa: E402
 
 
 def _colors(names: list[str]) -> dict[str, str]:
@@ -36,7 +37,7 @@ def plot_recovery(part: dict[str, Any], base_ppl: float, tolerance: float, path:
     curves = part["curves"]
     if not curves:
         return
-    passkey = {name: curve["passkey"] for name, curve in curves.items() if curve.get("passkey")}
+    passkey = {name: c["points"] for name, c in curves.items() if c["points"][0].get("passkey")}
     fig, axes = plt.subplots(1, 2 if passkey else 1, figsize=(13, 4.5) if passkey else (7.5, 4.5), squeeze=False)
     ax = axes[0][0]
     colors = _colors(list(curves))
@@ -45,17 +46,20 @@ def plot_recovery(part: dict[str, Any], base_ppl: float, tolerance: float, path:
     ticks = [zero_at] + [p["tokens"] for p in first if p["tokens"]]
     labels = ["0"] + [f"{t / 1e6:.1f}M" if t >= 1e6 else f"{t / 1e3:.0f}k" for t in ticks[1:]]
     for name, curve in curves.items():
-        _band(ax, curve["points"], zero_at, colors[name], name)
+        points = curve["points"]
+        bands = [(p["mean"], p["mean"] - (p["std"] or 0.0), p["mean"] + (p["std"] or 0.0)) for p in points]
+        _band(ax, points, bands, zero_at, colors[name], name)
     ax.axhline(base_ppl, color="black", linewidth=1, label=f"base {base_ppl:.1f}")
     ax.axhline(base_ppl * (1 + tolerance), color="black", linewidth=1, linestyle=":", label=f"base +{tolerance:.0%}")
     _plain_log_y(ax)
     ax.set(ylabel="in-window perplexity (lower is better)")
     ax.set_title("Recovery after the swap: mean ± std over seeds", fontsize=10)
     for name, points in passkey.items():
-        _band(axes[0][1], points, zero_at, colors[name], name, clip=(0.0, 1.0))
+        bands = [(p["passkey"]["mean"], p["passkey"]["low"], p["passkey"]["high"]) for p in points]
+        _band(axes[0][1], points, bands, zero_at, colors[name], name)
     if passkey:
         axes[0][1].set(ylabel="passkey accuracy at the window", ylim=(-0.03, 1.03))
-        axes[0][1].set_title("Retrieval after the swap: mean ± std over seeds", fontsize=10)
+        axes[0][1].set_title("Retrieval after the swap: mean and 95% interval", fontsize=10)
     for axis in axes[0]:
         axis.set_xscale("log")
         axis.set_xticks(ticks, labels)
@@ -71,19 +75,16 @@ def plot_recovery(part: dict[str, Any], base_ppl: float, tolerance: float, path:
 def _band(
     ax: Any,
     points: list[dict[str, Any]],
+    bands: list[tuple[float, float, float]],
     zero_at: float,
     color: str,
     label: str,
-    clip: tuple[float, float] | None = None,
 ) -> None:
-    """A mean line with a +-std band over probe points (0 tokens drawn at `zero_at`), the band cut to `clip`."""
+    """A line through the (mean, low, high) `bands` of the probe points with the band shaded (0 tokens drawn at
+    `zero_at`)."""
     xs = [p["tokens"] or zero_at for p in points]
-    mean = [p["mean"] for p in points]
-    std = [p["std"] or 0.0 for p in points]
-    ax.plot(xs, mean, "-o", color=color, label=label, markersize=3)
-    low, high = clip or (-float("inf"), float("inf"))
-    lower = [max(low, m - s) for m, s in zip(mean, std)]
-    ax.fill_between(xs, lower, [min(high, m + s) for m, s in zip(mean, std)], color=color, alpha=0.2)
+    ax.plot(xs, [b[0] for b in bands], "-o", color=color, label=label, markersize=3)
+    ax.fill_between(xs, [b[1] for b in bands], [b[2] for b in bands], color=color, alpha=0.2)
 
 
 def plot_extrapolation(part: dict[str, Any], path: Path) -> None:
@@ -91,9 +92,11 @@ def plot_extrapolation(part: dict[str, Any], path: Path) -> None:
     models, lengths, window = part["models"], part["lengths"], part["window"]
     if not models:
         return
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    modes = [m for m in ("chunked", "sliding") if any(measurement(r, n, m) for r in models.values() for n in lengths)]
+    fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes) + 1, 4.5), sharey=True, squeeze=False)
+    axes = axes[0]
     colors = _colors([n for n in models if "inference" not in n])
-    for ax, mode in zip(axes, ("chunked", "sliding")):
+    for ax, mode in zip(axes, modes):
         for name, result in models.items():
             points = [(n, measurement(result, n, mode)) for n in lengths]
             points = [(n, m) for n, m in points if m and m["status"] == "ok"]
@@ -113,7 +116,7 @@ def plot_extrapolation(part: dict[str, Any], path: Path) -> None:
         ax.set(xlabel="context length (tokens)", title=f"{mode} perplexity (lower is better)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("perplexity")
-    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle("Past the window: fine-tuned models, mean ± std over seeds (grey line: trained window)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

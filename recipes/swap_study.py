@@ -29,7 +29,12 @@ from hf_posenc.training.config import load_settings as load_settings_file
 HERE = Path(__file__).resolve().parent
 SETTINGS = ("quick", "default", "long", "full")
 MIXTURE_KEYS = {"retrieval_fraction", "retrieval_seed", "retrieval_packed", "copy_fraction"}
-SECTIONS = {"base_model", "data", "seeds", "workers", "encodings", "finetune", "mixture", "curve", "eval", "scaling"}
+CURVE_KEYS = {"points", "windows_per_book", "passkey_trials"}
+EVAL_KEYS = {"factors", "spans_per_book", "sliding", "passkey_trials", "passkey_depths", "precision"}
+SECTIONS = {
+    "base_model", "data", "seeds", "workers", "encodings", "finetune", "mixture", "curve", "eval", "scaling",
+    "comparisons",
+}  # fmt: skip
 
 
 def load_settings(setting: str | None, config: str | None, overrides: list[str]) -> dict[str, Any]:
@@ -39,6 +44,12 @@ def load_settings(setting: str | None, config: str | None, overrides: list[str])
     unknown = sorted(set(settings) - SECTIONS)
     if unknown:
         raise RecipeError(f"Unknown study setting(s) {unknown} in {path.name}; known: {sorted(SECTIONS)}.")
+    for section, known in (("curve", CURVE_KEYS), ("eval", EVAL_KEYS)):
+        unknown = sorted(set(settings.get(section) or {}) - known)
+        if unknown:
+            raise RecipeError(f"{section}: unknown key(s) {unknown}; known: {sorted(known)}.")
+    if (settings.get("eval") or {}).get("precision", "fp32") not in ("fp32", "bf16"):
+        raise RecipeError("eval.precision: 'fp32' or 'bf16'.")
     return settings
 
 
@@ -51,19 +62,26 @@ def train_config(section: dict[str, Any], output_dir: Path, progress: bool) -> T
 
 
 def encoding_specs(spec: Any, lengths: list[int]) -> dict[str, dict[str, Any]]:
-    """{name: {"options": convert options, "finetune": training overrides}}; a learned table is extended (copied,
-    as LED does) to the longest evaluated length."""
+    """{arm: {"encoding": name, "options": convert options, "finetune": training overrides}}. An arm is named after
+    its encoding unless it says `encoding:` (arms that differ from another in one setting, e.g. a frozen table); a
+    learned table is extended (copied, as LED does) to the longest evaluated length."""
+    from hf_posenc import available_encodings
+
     spec = {name: {} for name in spec} if isinstance(spec, list) else dict(spec or {})
+    known = set(available_encodings())
     out = {}
     for name, entry in spec.items():
         entry = dict(entry or {})
-        unknown = sorted(set(entry) - {"options", "finetune"})
+        unknown = sorted(set(entry) - {"encoding", "options", "finetune"})
         if unknown:
-            raise RecipeError(f"encodings.{name}: unknown key(s) {unknown}; use options: and finetune:.")
+            raise RecipeError(f"encodings.{name}: unknown key(s) {unknown}; use encoding:, options: and finetune:.")
+        encoding = entry.get("encoding", name)
+        if encoding not in known:
+            raise RecipeError(f"encodings.{name}: unknown encoding {encoding!r}; known: {sorted(known)}.")
         options = dict(entry.get("options") or {})
-        if name == "learned":
+        if encoding == "learned":
             options.setdefault("max_positions", max(lengths))
-        out[name] = {"options": options, "finetune": dict(entry.get("finetune") or {})}
+        out[name] = {"encoding": encoding, "options": options, "finetune": dict(entry.get("finetune") or {})}
     if not out:
         raise RecipeError("No encodings to study.")
     return out
@@ -77,6 +95,7 @@ class Bench:
         from transformers import AutoConfig
 
         from hf_posenc.data import study_base_dir
+        from hf_posenc.evaluation import heldout_windows
         from hf_posenc.evaluation.recovery import log_spaced_steps
         from hf_posenc.training import load_documents, load_tokenizer, tokenize_and_pack
         from hf_posenc.training.retrieval_mix import mix_retrieval
@@ -102,7 +121,9 @@ class Bench:
         self.tokenizer = load_tokenizer(self.base_dir)
         raw = load_documents(**(s.get("data") or {}))
         self.train_texts = list(raw["train"]["text"])
-        self.texts = needed_text(list(raw["eval"]["text"]), self.lengths, s["eval"]["max_tokens"])
+        self.texts = list(raw["eval"]["text"])  # the held-out books, whole
+        self.windows = heldout_windows(self.tokenizer, self.texts, window, s["curve"]["windows_per_book"])
+        self.spans = spread_spans(self.tokenizer, self.texts, max(self.lengths), s["eval"]["spans_per_book"])
         data = tokenize_and_pack(raw, self.tokenizer, window, max_eval_blocks=1)
         mixture = s.get("mixture") or {}
         unknown = sorted(set(mixture) - MIXTURE_KEYS)
@@ -114,49 +135,72 @@ class Bench:
             copy_fraction=mixture.get("copy_fraction", 0.0),
         )  # fmt: skip
 
-    def probe(self, model: Any) -> dict[str, Any]:
-        """In-window quality on the held-out books (perplexity and bits per character on windows that start at 0)
-        and, with curve.passkey_trials, passkey accuracy at the window over the evaluation's depths."""
-        from hf_posenc.evaluation import heldout_bpc, passkey_retrieval
+    def precision(self, model: Any) -> Any:
+        """The evaluation's precision (eval.precision): bf16 autocast, as the runs train, or fp32."""
+        import torch
+
+        bf16 = self.settings["eval"].get("precision", "fp32") == "bf16"
+        device = next(model.parameters()).device.type
+        return torch.autocast(device, dtype=torch.bfloat16, enabled=bf16)
+
+    def probe(self, model: Any, keys_seed: int) -> dict[str, Any]:
+        """In-window quality on windows spread over the held-out books (perplexity and bits per character, each
+        window's loss for the bootstrap) and passkey at the window over the evaluation's depths, with keys drawn by
+        `keys_seed` (each seed its own keys)."""
+        from hf_posenc.evaluation import passkey_retrieval, score_windows
 
         curve = self.settings["curve"]
-        scored = heldout_bpc(model, self.tokenizer, self.texts, self.window, curve["windows_per_book"])
-        out = {key: scored[key] for key in ("perplexity", "bpc", "loss")}
+        with self.precision(model):
+            scored = score_windows(model, self.tokenizer, self.windows)
+            out = {key: scored[key] for key in ("perplexity", "bpc", "loss", "window_losses")}
+            if curve.get("passkey_trials"):
+                depths = tuple(self.settings["eval"]["passkey_depths"])
+                found = passkey_retrieval(
+                    model, self.tokenizer, [self.window], depths, curve["passkey_trials"], seed=keys_seed
+                )
         if curve.get("passkey_trials"):
-            depths = tuple(self.settings["eval"]["passkey_depths"])
-            found = passkey_retrieval(model, self.tokenizer, [self.window], depths, curve["passkey_trials"])
             out["passkey"] = found["accuracy_by_length"][0]
+            out["passkey_hits"] = [hit for cell in found["hits"][0] for hit in cell]
+            out["passkey_first_key_token"] = [hit for cell in found["first_key_token"][0] for hit in cell]
+            out["passkey_seed"] = keys_seed
         return out
 
-    def evaluate(self, model: Any, lengths: list[int], label: str, progress: bool = False) -> dict[str, Any]:
+    def evaluate(self, model: Any, lengths: list[int], label: str, keys_seed: int, progress: bool = False) -> dict:
+        """Chunked perplexity at each length on the spans spread over the held-out books (each span's loss for the
+        bootstrap) and passkey retrieval with keys drawn by `keys_seed`."""
         from hf_posenc.evaluation import evaluate_long_context
 
         e = self.settings["eval"]
-        return evaluate_long_context(
-            model, self.tokenizer, self.texts, lengths, passkey=True, max_tokens=e["max_tokens"],
-            sliding=e.get("sliding", True), passkey_trials=e["passkey_trials"],
-            passkey_depths=tuple(e["passkey_depths"]), name=label, progress=progress,
-        )  # fmt: skip
+        with self.precision(model):
+            return evaluate_long_context(
+                model, self.tokenizer, self.spans, lengths, passkey=True, max_tokens=sum(s.numel() for s in self.spans),
+                sliding=e.get("sliding", False), passkey_trials=e["passkey_trials"],
+                passkey_depths=tuple(e["passkey_depths"]), passkey_seed=keys_seed, name=label, progress=progress,
+            )  # fmt: skip
 
     def run(self, name: str, seed: int, models_dir: Path, progress: bool = False) -> dict[str, Any]:
         """Convert, fine-tune with probes, evaluate; rope also with inference-time scaling. A JSON-able record."""
+        from functools import partial
+
         from transformers import AutoModelForCausalLM
 
         import hf_posenc
         from hf_posenc.training import CausalCollator, train
 
         spec = self.specs[name]
-        model = hf_posenc.convert(AutoModelForCausalLM.from_pretrained(self.base_dir), name, **spec["options"])
+        model = AutoModelForCausalLM.from_pretrained(self.base_dir)
+        model = hf_posenc.convert(model, spec["encoding"], **spec["options"])
         before = position_table(model)
         section = {**self.finetune, **spec["finetune"], "max_steps": self.steps, "seed": seed}
         cfg = train_config(section, models_dir / name / f"seed{seed}", progress)
-        result = train(model, self.train_set, None, cfg, CausalCollator(), self.tokenizer, probe=self.probe,
-                       probe_steps=self.probe_steps)  # fmt: skip
+        probe_keys, eval_keys = passkey_seeds(seed)
+        result = train(model, self.train_set, None, cfg, CausalCollator(), self.tokenizer,
+                       probe=partial(self.probe, keys_seed=probe_keys), probe_steps=self.probe_steps)  # fmt: skip
         model = result.pop("model")
-        out = {"training": result, "long_context": self.evaluate(model, self.lengths, f"{name} seed {seed}")}
+        out = {"training": result, "long_context": self.evaluate(model, self.lengths, f"{name} seed {seed}", eval_keys)}
         if before is not None:
             out["position_table"] = {"before": before, "after": position_table(model)}
-        if name == "rope":
+        if spec["encoding"] == "rope" and name == "rope":
             out["scaling"] = self.scaled(model, seed)
         return out
 
@@ -169,9 +213,34 @@ class Bench:
         for kind in self.settings.get("scaling") or []:
             for length in (n for n in self.lengths if n > self.window):
                 hf_posenc.set_rope_scaling(model, {"rope_type": kind, "factor": length / self.window})
-                out.setdefault(kind, {})[str(length)] = self.evaluate(model, [length], f"rope + {kind} seed {seed}")
+                label = f"rope + {kind} seed {seed}"
+                out.setdefault(kind, {})[str(length)] = self.evaluate(model, [length], label, passkey_seeds(seed)[1])
         hf_posenc.set_rope_scaling(model, None)
         return out
+
+
+def passkey_seeds(seed: int) -> tuple[int, int]:
+    """The passkey key seeds of a run with training seed `seed`: (its probes', its final evaluation's). Every seed
+    draws its own keys, and the final evaluation others than the probes; the base uses BASE_KEYS."""
+    return 10_000 + seed, 20_000 + seed
+
+
+BASE_KEYS = (30_000, 40_000)  # the base's probe and evaluation keys
+
+
+def spread_spans(tokenizer: Any, texts: list[str], length: int, per_text: int) -> list[Any]:
+    """Up to `per_text` non-overlapping spans of `length` tokens from each text, evenly spaced from its start to its
+    end (1-D LongTensors): the scored text of the long-context evaluation, the same for every length (each span is cut
+    into chunks of the shorter lengths), and the units of its bootstrap."""
+    from hf_posenc.evaluation import tokenize_documents
+    from hf_posenc.evaluation.bpc import window_starts
+
+    spans = []
+    for ids in tokenize_documents(tokenizer, texts):  # a text shorter than `per_text` spans gives what it holds
+        spans.extend(ids[start : start + length] for start in window_starts(ids.numel(), length, per_text))
+    if not spans:
+        raise RecipeError(f"No held-out text holds {length} tokens: lower eval.factors.")
+    return spans
 
 
 _BENCH: Bench | None = None  # a worker process's own bench
@@ -241,12 +310,17 @@ class Study:
         self.record.update(
             base=portable(bench.base_dir), window=bench.window, lengths=bench.lengths, mixture=bench.mixture,
             steps=bench.steps, tokens_per_step=bench.tokens_per_step, probe_steps=bench.probe_steps,
-            base_pretraining_tokens=pretraining_tokens(bench.base_dir), base_result=bench.probe(base),
+            base_pretraining_tokens=pretraining_tokens(bench.base_dir), base_result=bench.probe(base, BASE_KEYS[0]),
             runs={}, scaling={}, position_tables={},
         )  # fmt: skip
-        from report_swap_study import BASE
+        from hf_posenc.evaluation import score_windows
+        from hf_posenc.evaluation.study import BASE
 
-        self.record["base_result"]["long_context"] = bench.evaluate(base, bench.lengths, BASE, self.progress)
+        fp32 = score_windows(base.eval(), bench.tokenizer, bench.windows)  # as the study base's own report measures it
+        self.record["base_result"]["fp32"] = {key: fp32[key] for key in ("perplexity", "bpc", "windows")}
+        self.record["base_result"]["long_context"] = bench.evaluate(
+            base, bench.lengths, BASE, BASE_KEYS[1], self.progress
+        )
         self.record["base_result"]["unigram_bpc"] = unigram_bpc(bench.tokenizer, bench.train_texts, bench.texts)["bpc"]
         self.write()
         self.run_jobs(bench, jobs)
@@ -398,13 +472,6 @@ def portable(value: Any) -> Any:
     for root, label in roots:  # paths inside messages
         value = value.replace(root + os.sep, f"{label}/")
     return value
-
-
-def needed_text(texts: list[str], lengths: list[int], max_tokens: int) -> list[str]:
-    """The start of each held-out document, long enough for every measurement (at most `max_tokens` tokens are
-    scored per length, taken from the start of each document), so that tokenising is not the slow part."""
-    chars = 8 * (max_tokens + 2 * max(lengths))  # English runs at about 4-5 characters per token
-    return [text[:chars] for text in texts]
 
 
 def machine() -> dict[str, Any]:

@@ -197,7 +197,7 @@ def test_swap_study_runs_end_to_end_on_the_shipped_base(tmp_path, monkeypatch):
     overrides = [
         "encodings={rope: {}, t5_bias: {options: {init: alibi}, finetune: {position_lr_multiplier: 10}}, learned: {}}",
         "finetune.token_budget=4096", "finetune.batch_size=4", "curve.points=2", "curve.windows_per_book=1",
-        "eval.max_tokens=256", "eval.factors=[1,2]", "scaling=[linear]",
+        "eval.spans_per_book=1", "eval.factors=[1,2]", "scaling=[linear]",
     ]  # fmt: skip
     argv = ["--setting", "quick", "--out_dir", str(tmp_path / "study"), "--no-progress"]
     run_cli(swap_study.main, argv + [x for o in overrides for x in ("--set", o)])
@@ -211,9 +211,19 @@ def test_swap_study_runs_end_to_end_on_the_shipped_base(tmp_path, monkeypatch):
     assert [[p["tokens"] for p in seed] for seed in probes] == [[0, 2048, 4096]] * 2
     assert probes[0][0]["perplexity"] == probes[1][0]["perplexity"]  # the swap itself does not depend on the seed
     assert all(0.0 <= p["passkey"] <= 1.0 for seed in probes for p in seed)  # retrieval along the way too
-    assert [p["values"] for p in record["gpt2"]["curves"]["rope"]["passkey"]] == [
-        [p["passkey"] for p in point] for point in zip(*probes)
+    assert [p["passkey"]["mean"] for p in record["gpt2"]["curves"]["rope"]["points"]] == [
+        pytest.approx(sum(p["passkey"] for p in point) / 2) for point in zip(*probes)
     ]
+    # every seed draws its own passkey keys, and its final evaluation others than its probes
+    key_seeds = [seed[0]["passkey_seed"] for seed in probes]
+    evaluated = [run["long_context"]["passkey"]["seed"] for run in runs["rope"].values()]
+    assert len(set(key_seeds + evaluated)) == 4
+    # the table's learning-rate multiplier reaches the optimizer
+    rates = runs["t5_bias"]["0"]["training"]["learning_rates"]
+    assert (
+        rates["position_encoding"] == pytest.approx(10 * rates["decay"])
+        and "position_encoding" not in (runs["rope"]["0"]["training"]["learning_rates"])
+    )
     assert probes[0][-1]["perplexity"] != probes[1][-1]["perplexity"]  # the seeds differ in data order and dropout
     # learned, before any step, is the base itself (its table copied out to 512 positions)
     assert runs["learned"]["0"]["training"]["probes"][0]["perplexity"] == pytest.approx(
@@ -233,9 +243,10 @@ def test_swap_study_runs_end_to_end_on_the_shipped_base(tmp_path, monkeypatch):
     assert tables["before"] != tables["after"] and len(tables["before"][0]) == 4  # 4 heads, and it moved
     assert [v["claim"] for v in part["verdicts"]] == [
         "learned degrades past the window",
-        "rope degrades with distance",
+        "rope degrades past the window",
         "t5_bias holds past the window",
     ]
+    assert part["text_error"] and all(set(v["evidence"]) == {"512"} for v in part["verdicts"])
     markdown = (tmp_path / "study" / "results.md").read_text()
     assert "## Recovery" in markdown and "| `rope` |" in markdown and "Does the literature's ordering" in markdown
     assert "## Retrieval along the way" in markdown and "repeated-random-token blocks" in markdown
@@ -250,8 +261,11 @@ def test_swap_study_runs_end_to_end_on_the_shipped_base(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     "override, message",
-    [("colour=blue", "Unknown study setting"), ("encodings={rope: {theta: 10}}", "use options: and finetune:"),
-     ("finetune.warmup=3", "Unknown training setting"), ("curve.points=9", "do not fit in 2 steps")],
+    [("colour=blue", "Unknown study setting"),
+     ("encodings={rope: {theta: 10}}", "use encoding:, options: and finetune:"),
+     ("finetune.warmup=3", "Unknown training setting"), ("curve.points=9", "do not fit in 2 steps"),
+     ("eval.max_tokens=256", "eval: unknown key(s) ['max_tokens']"),
+     ("encodings={frozen: {encoding: t5}}", "unknown encoding 't5'")],
 )  # fmt: skip
 def test_swap_study_refuses_unknown_settings(tmp_path, monkeypatch, capsys, override, message):
     monkeypatch.setenv("HF_POSENC_CACHE", str(tmp_path / "cache"))
@@ -260,6 +274,25 @@ def test_swap_study_refuses_unknown_settings(tmp_path, monkeypatch, capsys, over
                                   "--set", override, "--set", "finetune.token_budget=4096"])  # fmt: skip
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "s" / "results.json").exists()
+
+
+def test_swap_study_scores_only_held_out_text_spread_over_whole_books():
+    """The probes' windows and the evaluation's spans are held-out text, never training text, and reach the end of
+    each held-out book (not only its start)."""
+    from hf_posenc.data import texts
+
+    settings = swap_study.load_settings("default", None, ["eval.factors=[1,8]"])
+    bench = swap_study.Bench(settings)
+    held_out, train = texts("eval"), texts("train")
+    tokenizer = bench.tokenizer
+    windows = [tokenizer.decode(w) for w in bench.windows]
+    spans = [tokenizer.decode(s.tolist()) for s in bench.spans]
+    assert len(windows) == 128 and len(spans) == 24 and all(s.numel() == 2048 for s in bench.spans)
+    for piece in windows + spans:
+        assert any(piece in book for book in held_out) and not any(piece in book for book in train)
+    for book in held_out:
+        found = [book.index(piece) for piece in windows + spans if piece in book]
+        assert max(found) > 0.9 * len(book) and min(found) < 0.1 * len(book)
 
 
 def test_swap_study_models_dir_and_gitignore(tmp_path, monkeypatch):
@@ -286,7 +319,7 @@ def test_swap_study_resumes_an_interrupted_study(tmp_path, monkeypatch, capsys):
     kept, only the missing run is trained, and the wall time adds up; other settings in that folder are refused."""
     monkeypatch.setenv("HF_POSENC_CACHE", str(tmp_path / "cache"))
     overrides = ["encodings={nope: {}}", "finetune.token_budget=2048", "finetune.batch_size=4", "curve.points=1",
-                 "curve.windows_per_book=1", "eval.max_tokens=256", "eval.factors=[1]", "scaling=[]"]  # fmt: skip
+                 "curve.windows_per_book=1", "eval.spans_per_book=1", "eval.factors=[1]", "scaling=[]"]  # fmt: skip
     argv = ["--setting", "quick", "--out_dir", str(tmp_path / "study"), "--no-progress"]
     argv += [x for o in overrides for x in ("--set", o)]
     real_run, calls = swap_study.Bench.run, []
@@ -503,7 +536,7 @@ def test_swap_study_workers_give_the_runs_of_a_single_process(tmp_path, monkeypa
     the other in this process on one thread, filed in the same order."""
     monkeypatch.setenv("HF_POSENC_CACHE", str(tmp_path / "cache"))
     overrides = ["encodings={rope: {}}", "finetune.token_budget=4096", "finetune.batch_size=4", "curve.points=2",
-                 "curve.windows_per_book=1", "eval.max_tokens=256", "eval.factors=[1,2]", "scaling=[]"]  # fmt: skip
+                 "curve.windows_per_book=1", "eval.spans_per_book=1", "eval.factors=[1,2]", "scaling=[]"]  # fmt: skip
     records = {}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -1,30 +1,35 @@
-"""The swap study's report: the mean +- std over seeds, and the point-by-point check of the literature's ordering."""
+"""The swap study's summary: means over seeds, recovery and extrapolation as tests, DroPE's claim on nope."""
 
 from __future__ import annotations
 
 import math
+import random
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
-from report_swap_study import aggregate, timing, verdicts  # noqa: E402
+from report_swap_study import timing  # noqa: E402
+
+from hf_posenc.evaluation.study import aggregate, curves, drope, extrapolation, literature, summarize  # noqa: E402
 
 WINDOW, LENGTHS = 256, [256, 512, 1024]
 
 
-def result(values: list[float], passkey: list[float] | None = None) -> dict:
-    """One seed's evaluation: chunked perplexity `values` at LENGTHS; passkey accuracy at one depth per length."""
+def result(values: list[float], passkey: list[float] | None = None, spans: list[list[float]] | None = None) -> dict:
+    """One seed's evaluation: chunked perplexity `values` at LENGTHS (with per-span losses `spans[length]` when
+    given); passkey accuracy at one depth per length."""
     records = [
         {"length": n, "mode": "chunked", "status": "ok", "perplexity": v, "loss": math.log(v)}
-        for n, v in zip(LENGTHS, values)
+        | ({"document_losses": spans[i]} if spans else {})
+        for i, (n, v) in enumerate(zip(LENGTHS, values))
     ]
     records.append({"length": 2048, "mode": "chunked", "status": "unsupported"})
     key = None
     if passkey is not None:
         key = {"lengths": LENGTHS, "depths": [0.5], "accuracy": [[a] for a in passkey], "accuracy_by_length": passkey,
-               "token_accuracy": [[0.5 + a / 2] for a in passkey]}  # fmt: skip
+               "trials": 4}  # fmt: skip
     return {"model": {}, "lengths": LENGTHS, "perplexity": records, "passkey": key}
 
 
@@ -38,35 +43,112 @@ def test_aggregate_is_the_mean_and_sample_std_over_seeds():
     assert merged["passkey"]["accuracy_by_length"] == [0.5, 0.0, 0.5] and merged["passkey"]["accuracy_by_depth"] == [
         pytest.approx(1 / 3)
     ]
-    assert merged["passkey"]["token_accuracy"] == [[0.75], [0.5], [0.75]]
 
 
-def seeds(*curves: list[float]) -> dict:
-    return aggregate([result(curve) for curve in curves])
+def spans_of(level: float, rise: list[float], noise: float, seed: int, units: int = 40) -> list[list[float]]:
+    """Per-span losses at LENGTHS: span u has its own difficulty; each length adds `rise` and seed noise."""
+    rng = random.Random(seed)
+    difficulty = [random.Random(u).gauss(level, 0.5) for u in range(units)]
+    return [[d + r + rng.gauss(0, noise) for d in difficulty] for r in rise]
 
 
-def test_the_literature_check_reads_rises_against_the_seed_noise():
-    models = {
-        "sinusoidal": seeds([100, 120, 140], [101, 122, 139], [99, 119, 141]),  # clearly degrades
-        # a small rise in every seed, on levels that differ by 10: found only when each seed is compared with itself
-        "rope": seeds([100, 100.5, 101], [110, 110.6, 111.2], [90, 90.4, 90.9]),
-        "alibi": seeds([100, 99, 98], [101, 100, 99], [99, 98, 97]),  # falls: holds
-        "t5_bias": seeds([100, 101, 102], [100, 99, 98], [100, 100, 100]),  # mean rise within noise: holds
-        "learned": seeds([100, 104, 99], [100, 98, 99], [100, 101, 99.5]),  # no rise beyond noise at 4x
-        "nope": seeds([100, 101, 102], [100, 101, 102], [100, 101, 102]),
+def study(arms: dict[str, list[list[list[float]]]]) -> dict:
+    """A record with per-span losses: arms {name: [seed][length][span]}; probes are not needed here."""
+    runs = {}
+    for name, seeds in arms.items():
+        runs[name] = {}
+        for s, spans in enumerate(seeds):
+            values = [math.exp(sum(row) / len(row)) for row in spans]
+            runs[name][str(s)] = {"long_context": result(values, spans=spans), "training": {"probes": []}}
+    return {"runs": runs, "window": WINDOW, "lengths": LENGTHS, "settings": {}}
+
+
+def test_the_literature_check_tests_each_claim_with_seed_and_text_error():
+    arms = {
+        "sinusoidal": [spans_of(4.6, [0, 0.2, 0.4], 0.01, s) for s in range(3)],  # clearly degrades
+        "rope": [spans_of(4.6, [0, 0.01 + 0.02 * s, 0.01 + 0.03 * s], 0.3, s) for s in range(3)],  # noisy: n/s
+        "alibi": [spans_of(4.6, [0, -0.01, -0.02], 0.01, s) for s in range(3)],  # falls: holds
+        "t5_bias": [spans_of(4.6, [0, 0.0, 0.03], 0.01, s) for s in range(3)],  # rises 3%: does not hold
+        "learned": [spans_of(4.6, [0, -0.05, -0.1], 0.01, s) for s in range(3)],  # falls: does not degrade
+        "nope": [spans_of(4.6, [0, 0.05, 0.1], 0.01, s) for s in range(3)],
     }
-    found = {v["claim"]: v["reproduces"] for v in verdicts(models, WINDOW, LENGTHS)}
+    record = study(arms)
+    extrapolated = extrapolation(record)
+    found = {v["claim"]: v["reproduces"] for v in literature(record, extrapolated)}
     assert found == {
-        "sinusoidal degrades past the window": True,
-        "learned degrades past the window": False,
-        "rope degrades with distance": True,
-        "alibi holds past the window": True,
-        "t5_bias holds past the window": True,
-        "nope sits between them (at the longest length)": False,  # 1.02 is above learned's 0.995
+        "learned degrades past the window": "no",
+        "sinusoidal degrades past the window": "yes",
+        "rope degrades past the window": "not separated",
+        "alibi holds past the window": "yes",
+        "t5_bias holds past the window": "no",
+        "nope sits between them (at the longest length)": "no",  # above learned's, which falls
     }
-    evidence = {v["claim"]: v["evidence"] for v in verdicts(models, WINDOW, LENGTHS)}
-    assert evidence["rope degrades with distance"] == "x1.005* at 2x, x1.010* at 4x"
-    assert verdicts(models, WINDOW, [256]) == []  # nothing past the window
+    sinusoidal = extrapolated["sinusoidal"]["1024"]
+    assert math.exp(sinusoidal["mean"]) == pytest.approx(math.exp(0.4), rel=0.01) and sinusoidal["se_text"] > 0
+    assert sinusoidal["df"] > 2  # text error adds degrees of freedom beyond the seeds'
+
+
+def probe(perplexity: float, windows: list[float], hits: list[int], step: int, seed: int) -> dict:
+    return {"step": step, "tokens": step * 1000, "perplexity": perplexity, "window_losses": windows,
+            "passkey": sum(hits) / len(hits), "passkey_hits": hits, "passkey_first_key_token": hits,
+            "passkey_seed": 10_000 + seed}  # fmt: skip
+
+
+def curve_record(pretraining: int = 1_000_000) -> dict:
+    """A base at loss 4.0 on 50 windows; nope swaps to +1.0 and recovers to +0.5 then +0.1; the control sits at
+    +0.05 throughout; rope recovers to +0.01 at the end."""
+    windows = [4.0 + random.Random(u).gauss(0, 0.3) for u in range(50)]
+
+    def run(offsets: list[float], seed: int, hits: list[int]) -> dict:
+        rng = random.Random(seed)
+        probes = [probe(math.exp(4.0 + o), [w + o + rng.gauss(0, 0.001) for w in windows], hits, step, seed)
+                  for step, o in zip([0, 5, 10], offsets)]  # fmt: skip
+        return {"training": {"probes": probes}, "long_context": result([1.0, 1.0, 1.0])}
+
+    runs = {
+        "nope": {str(s): run([1.0, 0.5, 0.1], s, [0] * 100) for s in range(3)},
+        "rope": {str(s): run([1.0, 0.3, 0.01], s, [1] * 60 + [0] * 40) for s in range(3)},
+        "learned": {str(s): run([0.0, 0.05, 0.05], s, [1] * 100) for s in range(3)},
+    }
+    base = {"perplexity": math.exp(4.0), "window_losses": windows}
+    settings = {"curve": {"passkey_trials": 20}, "eval": {"passkey_depths": [0.5] * 5}}
+    return {"runs": runs, "base_result": base, "base_pretraining_tokens": pretraining, "window": WINDOW,
+            "lengths": LENGTHS, "settings": settings}  # fmt: skip
+
+
+def test_recovery_is_tested_against_the_base_and_against_the_control():
+    found = curves(curve_record())
+    rope = found["rope"]
+    assert rope["points"][-1]["vs_base"]["mean"] == pytest.approx(0.01, abs=1e-3)
+    assert rope["recovered"] == {"base": 10_000, "control": 10_000}
+    nope = found["nope"]
+    assert nope["recovered"] == {"base": None, "control": None}  # +0.1 in log-perplexity is +10.5%
+    assert nope["points"][-1]["vs_control"]["mean"] == pytest.approx(0.05, abs=1e-3)
+    assert found["learned"]["recovered"]["base"] == 0 and "vs_control" not in found["learned"]["points"][0]
+    assert rope["points"][-1]["passkey"]["mean"] == pytest.approx(0.6)
+    assert rope["points"][-1]["passkey"]["low"] < 0.6 < rope["points"][-1]["passkey"]["high"]
+
+
+def test_drope_uses_the_nope_arm_within_one_percent_of_pretraining():
+    record = curve_record(pretraining=1_000_000)  # 1% = 10,000 tokens: the last probe
+    found = drope(record, curves(record))
+    assert found["arm"] == "nope" and found["tokens"] == 10_000
+    assert found["gap_closed"] == pytest.approx(0.9, abs=0.01) and found["reproduces"] == "no"
+    record = curve_record(pretraining=600_000)  # 1% = 6,000: the probe at 5,000 tokens
+    assert drope(record, curves(record))["gap_closed"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_records_without_per_unit_losses_still_summarise_on_the_seed_spread():
+    record = curve_record()
+    for seeds in record["runs"].values():
+        for run in seeds.values():
+            for p in run["training"]["probes"]:
+                del p["window_losses"], p["passkey_hits"], p["passkey_first_key_token"], p["passkey_seed"]
+    del record["base_result"]["window_losses"]
+    found = curves(record)
+    assert found["rope"]["points"][-1]["vs_base"]["se_text"] == 0
+    assert found["rope"]["points"][-1]["passkey"]["mean"] == pytest.approx(0.6)  # from accuracy x 100 prompts
+    assert summarize(record)["text_error"] is False
 
 
 @pytest.mark.parametrize(

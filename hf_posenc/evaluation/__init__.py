@@ -5,7 +5,7 @@ Entry point: `evaluate_long_context(model, tokenizer, texts, lengths, *, stride=
 For several models: evaluate each, then `write_report({name: result, ...}, lengths, out_dir)`.
 """
 
-from .bpc import bits_per_character, heldout_bpc, unigram_bpc
+from .bpc import bits_per_character, heldout_bpc, heldout_windows, score_windows, unigram_bpc
 from .limits import describe, is_causal_lm, lm_objective, max_context, trained_context_length
 from .long_context import evaluate_long_context, tokenize_documents
 from .passkey import build_prompt, passkey_retrieval
@@ -29,6 +29,7 @@ __all__ = [
     "describe",
     "evaluate_long_context",
     "heldout_bpc",
+    "heldout_windows",
     "is_causal_lm",
     "lm_objective",
     "markdown_table",
@@ -36,6 +37,7 @@ __all__ = [
     "max_context",
     "measurement",
     "passkey_retrieval",
+    "score_windows",
     "sliding_window_perplexity",
     "tokenize_documents",
     "trained_context_length",

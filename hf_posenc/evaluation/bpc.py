@@ -35,35 +35,36 @@ def window_starts(num_tokens: int, window: int, max_windows: int | None = None) 
     return starts
 
 
-@torch.inference_mode()
-def heldout_bpc(
-    model: nn.Module,
-    tokenizer: Any,
-    texts: Sequence[str],
-    window: int,
-    max_windows_per_text: int | None = 64,
-    batch_size: int = 16,
-) -> dict[str, float]:
-    """Score a causal LM on non-overlapping `window`-token windows of each text (in-window: every window starts at
-    position 0). Each window's first token is context only; the other `window - 1` tokens are scored.
-
-    Returns {"bpc", "perplexity", "loss", "tokens", "chars", "windows"}; chars are those of the scored tokens' text.
-    """
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
+def heldout_windows(
+    tokenizer: Any, texts: Sequence[str], window: int, max_windows_per_text: int | None = 64
+) -> list[list[int]]:
+    """The non-overlapping `window`-token windows of each text (`max_windows_per_text` of them, evenly spaced over
+    the whole text), in text order."""
     windows: list[list[int]] = []
     for text in texts:
         ids = _encode(tokenizer, text)
         windows.extend(ids[s : s + window] for s in window_starts(len(ids), window, max_windows_per_text))
     if not windows:
         raise ValueError(f"No text is {window} tokens long.")
-    total_nll, tokens, chars = 0.0, 0, 0
+    return windows
+
+
+@torch.inference_mode()
+def score_windows(model: nn.Module, tokenizer: Any, windows: Sequence[Sequence[int]], batch_size: int = 16) -> dict:
+    """Score a causal LM on equal-length token windows, each starting at position 0. Each window's first token is
+    context only; the others are scored. Returns {"bpc", "perplexity", "loss", "tokens", "chars", "windows",
+    "window_losses"} (the mean loss of each window, for a bootstrap over windows); chars are those of the scored
+    tokens' text."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total_nll, tokens, chars, window_losses = 0.0, 0, 0, []
     for i in range(0, len(windows), batch_size):
         batch = torch.tensor(windows[i : i + batch_size], device=device)
         logits = model(input_ids=batch, use_cache=False).logits[:, :-1].float()
-        nll = nn.functional.cross_entropy(logits.transpose(1, 2), batch[:, 1:], reduction="sum")
-        total_nll += float(nll)
+        nll = nn.functional.cross_entropy(logits.transpose(1, 2), batch[:, 1:], reduction="none").sum(1)
+        total_nll += float(nll.sum())
+        window_losses.extend((nll / (batch.shape[1] - 1)).tolist())
         tokens += batch[:, 1:].numel()
         chars += sum(len(tokenizer.decode(w[1:])) for w in windows[i : i + batch_size])
     model.train(was_training)
@@ -75,7 +76,22 @@ def heldout_bpc(
         "tokens": tokens,
         "chars": chars,
         "windows": len(windows),
+        "window_losses": window_losses,
     }
+
+
+def heldout_bpc(
+    model: nn.Module,
+    tokenizer: Any,
+    texts: Sequence[str],
+    window: int,
+    max_windows_per_text: int | None = 64,
+    batch_size: int = 16,
+) -> dict[str, Any]:
+    """Score a causal LM on non-overlapping `window`-token windows of each text, `max_windows_per_text` of them
+    evenly spaced over each (in-window: every window starts at position 0): `score_windows` of `heldout_windows`."""
+    windows = heldout_windows(tokenizer, texts, window, max_windows_per_text)
+    return score_windows(model, tokenizer, windows, batch_size)
 
 
 def unigram_bpc(tokenizer: Any, train_texts: Sequence[str], eval_texts: Sequence[str]) -> dict[str, float]:

@@ -41,7 +41,7 @@ def tokenize_documents(tokenizer: Any, texts: list[str]) -> list[torch.Tensor]:
 def evaluate_long_context(
     model: nn.Module,
     tokenizer: Any,
-    texts: list[str],
+    texts: list[str] | list[torch.Tensor],
     lengths: list[int],
     *,
     stride: int | None = None,
@@ -51,18 +51,20 @@ def evaluate_long_context(
     sliding: bool = True,
     passkey_trials: int = 4,
     passkey_depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0),
+    passkey_seed: int = 0,
     name: str = "model",
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate `model` on held-out `texts` at each context length in `lengths`.
+    """Evaluate `model` on held-out `texts` (strings, or documents already tokenized as 1-D LongTensors) at each
+    context length in `lengths`.
 
     Causal LMs get perplexity on non-overlapping chunks and (unless `sliding=False`) with a sliding window (`stride`
-    tokens scored per window, default half the length), the loss by position, and passkey retrieval. Masked LMs get
-    the masked-LM loss (15% of tokens masked, fixed seed); a model with neither head (e.g. `BertModel`) raises
-    ValueError. At most `max_tokens` tokens are scored per length and mode, except that a length longer than that
-    still scores one chunk of that length. A length the model cannot encode is recorded with status "unsupported"
-    instead of failing. With `out_dir`, writes results.json, results.md and PNG plots there (results.json alone
-    without matplotlib).
+    tokens scored per window, default half the length), the loss by position, and passkey retrieval (keys drawn with
+    `passkey_seed`). Masked LMs get the masked-LM loss (15% of tokens masked, fixed seed); a model with neither head
+    (e.g. `BertModel`) raises ValueError. At most `max_tokens` tokens are scored per length and mode, except that a
+    length longer than that still scores one chunk of that length. A length the model cannot encode is recorded with
+    status "unsupported" instead of failing. With `out_dir`, writes results.json, results.md and PNG plots there
+    (results.json alone without matplotlib).
 
     Returns {"model": {...}, "objective": "causal"|"masked", "lengths", "stride",
     "perplexity": [{"length", "mode", "status", "loss", "perplexity", "tokens", ...}], "passkey": {...} | None}.
@@ -70,7 +72,8 @@ def evaluate_long_context(
     lengths = sorted({int(x) for x in lengths})
     if not lengths or lengths[0] < 2:
         raise ValueError(f"lengths must be integers >= 2, got {lengths!r}.")
-    if not texts or not any(t.strip() for t in texts):
+    tokenized = bool(texts) and all(isinstance(t, torch.Tensor) for t in texts)
+    if not texts or not (tokenized or any(t.strip() for t in texts)):
         raise ValueError("No evaluation text: texts is empty.")
     objective = lm_objective(model)
     if objective is None:
@@ -79,7 +82,7 @@ def evaluate_long_context(
         raise ValueError("The masked-LM evaluation needs a tokenizer with a mask token; this one has none.")
     was_training = model.training
     model.eval()
-    documents = tokenize_documents(tokenizer, texts)
+    documents = list(texts) if tokenized else tokenize_documents(tokenizer, texts)
     causal = objective == "causal"
     records: list[dict[str, Any]] = []
     jobs: list[tuple] = []
@@ -98,7 +101,9 @@ def evaluate_long_context(
         records.append(safely(function, model, documents, length, **kwargs))
     passkey_result = None
     if passkey and causal:
-        passkey_result = passkey_retrieval(model, tokenizer, lengths, depths=passkey_depths, trials=passkey_trials)
+        passkey_result = passkey_retrieval(
+            model, tokenizer, lengths, depths=passkey_depths, trials=passkey_trials, seed=passkey_seed
+        )
     model.train(was_training)
     result = {
         "model": describe(model),

@@ -36,15 +36,24 @@ def _device(model: nn.Module) -> torch.device:
 
 def chunks_of(documents: list[torch.Tensor], length: int, max_chunks: int | None) -> torch.Tensor:
     """[N, length] non-overlapping chunks, taken round-robin across documents so that all are represented."""
+    return chunk_rows(documents, length, max_chunks)[0]
+
+
+def chunk_rows(documents: list[torch.Tensor], length: int, max_chunks: int | None) -> tuple[torch.Tensor, list[int]]:
+    """`chunks_of` with the index of the document each chunk comes from."""
     per_doc = [doc[: (doc.numel() // length) * length].view(-1, length) for doc in documents]
     rows: list[torch.Tensor] = []
+    owners: list[int] = []
     index = 0
     while any(index < block.shape[0] for block in per_doc):
-        rows.extend(block[index] for block in per_doc if index < block.shape[0])
+        for owner, block in enumerate(per_doc):
+            if index < block.shape[0]:
+                rows.append(block[index])
+                owners.append(owner)
         index += 1
     if max_chunks is not None:
-        rows = rows[:max_chunks]
-    return torch.stack(rows) if rows else torch.empty(0, length, dtype=torch.long)
+        rows, owners = rows[:max_chunks], owners[:max_chunks]
+    return (torch.stack(rows) if rows else torch.empty(0, length, dtype=torch.long)), owners
 
 
 @torch.inference_mode()
@@ -68,17 +77,21 @@ def next_token_losses(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
 def chunked_perplexity(
     model: nn.Module, documents: list[torch.Tensor], length: int, max_tokens: int = 32768, bins: int = 32
 ) -> dict[str, Any]:
-    """Perplexity over non-overlapping `length`-token chunks, plus the mean loss in `bins` position buckets."""
+    """Perplexity over non-overlapping `length`-token chunks, plus the mean loss in `bins` position buckets and each
+    document's mean chunk loss ("document_losses", None for a document without a scored chunk: the units of a
+    bootstrap over documents)."""
     unsupported = _unsupported(model, length, "chunked")
     if unsupported:
         return unsupported
-    chunks = chunks_of(documents, length, max(1, max_tokens // length))
+    chunks, owners = chunk_rows(documents, length, max(1, max_tokens // length))
     if chunks.shape[0] == 0:
         return _record(length, "chunked", "too_short", message=f"no held-out document has {length} tokens")
     losses = token_losses(model, chunks)
     loss = float(losses.mean())
     edges = torch.linspace(0, losses.shape[1], min(bins, losses.shape[1]) + 1).long()
     by_position = losses.mean(0)
+    per_chunk = losses.mean(1)
+    owned = [[float(per_chunk[i]) for i, o in enumerate(owners) if o == d] for d in range(len(documents))]
     return _record(
         length,
         "chunked",
@@ -89,6 +102,7 @@ def chunked_perplexity(
         chunks=int(chunks.shape[0]),
         position_bins=[int(edges[i]) + 1 for i in range(len(edges) - 1)],
         loss_by_position=[float(by_position[edges[i] : edges[i + 1]].mean()) for i in range(len(edges) - 1)],
+        document_losses=[sum(values) / len(values) if values else None for values in owned],
     )
 
 

@@ -82,10 +82,11 @@ def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]
     if not (decay or no_decay or position):
         raise RecipeError("No parameter would train with these settings.")
     groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-        {"params": position, "weight_decay": 0.0, "lr": cfg.learning_rate * cfg.position_lr_multiplier},
-    ]
+        {"name": "decay", "params": decay, "weight_decay": cfg.weight_decay},
+        {"name": "no_decay", "params": no_decay, "weight_decay": 0.0},
+        {"name": "position_encoding", "params": position, "weight_decay": 0.0,
+         "lr": cfg.learning_rate * cfg.position_lr_multiplier},
+    ]  # fmt: skip
     return [group for group in groups if group["params"]]
 
 
@@ -171,7 +172,8 @@ def train(
     the probes of its own session (the earlier ones are in metrics.jsonl). Probes call the unwrapped model on every
     process, so they are refused under FSDP, whose parameters are sharded.
 
-    Returns {"steps", "tokens", "train_loss", "eval_loss", "seconds", "tokens_per_second", "output_dir", "probes"}.
+    Returns {"steps", "tokens", "train_loss", "eval_loss", "seconds", "tokens_per_second", "output_dir", "probes",
+    "learning_rates" (each parameter group's peak learning rate, by group name)}.
     """
     from accelerate.utils import set_seed
     from transformers import get_scheduler
@@ -299,6 +301,7 @@ def train(
         path = out / f"batches_rank{accelerator.process_index}.json"
         path.write_text(json.dumps(seen_blocks) + "\n")
     result = {"steps": step, "tokens": tokens, "train_loss": train_loss, "seconds": seconds, "probes": probes}
+    result["learning_rates"] = {group["name"]: group["initial_lr"] for group in optimizer.param_groups}
     result["tokens_per_second"] = tokens / max(seconds, 1e-9)
     if step < steps:  # stopped early on purpose: keep a checkpoint to resume from, do not save a final model
         save_checkpoint(accelerator, out, step, micro)
