@@ -1,20 +1,27 @@
-"""The README's tables are generated from the registries and must not drift from them; its snippets run."""
+"""The README's tables and results text are generated (from the registries and the committed results.json files) and
+must not drift from them; its snippets run."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 import hf_posenc
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+sys.path.insert(0, str(ROOT / "tools"))
+
+import update_readme  # noqa: E402
 
 
 def test_encodings_table_matches_the_registry():
@@ -23,6 +30,93 @@ def test_encodings_table_matches_the_registry():
 
 def test_families_table_matches_the_registry():
     assert hf_posenc.families_table() in README
+
+
+def marked_blocks(root: Path = ROOT) -> dict[str, str]:
+    return {
+        name: body
+        for file in update_readme.FILES
+        for name, body in update_readme.written((root / file).read_text()).items()
+    }
+
+
+@pytest.mark.parametrize("name", sorted(update_readme.RESULTS))
+def test_results_block_is_what_its_results_say(name):
+    """README.md's and results/README.md's text on each committed run is its renderer's, from that run's results.json
+    (`python tools/update_readme.py` rewrites it)."""
+    blocks = marked_blocks()
+    assert name in blocks, f"no file marks results block {name}"
+    assert blocks[name] == update_readme.rendered(name), f"{name} is stale: run python tools/update_readme.py"
+
+
+def test_every_results_block_has_a_renderer_and_the_check_passes():
+    assert set(marked_blocks()) == set(update_readme.RESULTS)
+    assert update_readme.stale() == []
+
+
+# For each results block: (results folder, keys to a number the block states, another value for it).
+CHANGES = {
+    "long-embeddings-objective": ("long_embeddings", ("training", "rope", "tokens"), 300_000),
+    "long-embeddings-evaluation": ("long_embeddings", ("methods", "rope", "summary", "passkey", "2048"), 0.875),
+    "long-embeddings-findings": ("long_embeddings", ("fidelity", "alibi", "mean_cosine"), 0.91),
+    "long-embeddings-run": ("long_embeddings", ("wall_seconds",), 900.0),
+    "bart-denoising-setup": ("bart_denoising", ("seconds",), 600.0),
+    "bart-denoising-table": ("bart_denoising", ("results", "alibi", "200", "4", "kept_accuracy"), 0.5),
+    "bart-denoising-findings": ("bart_denoising", ("results", "rope", "200", "1", "kept_accuracy"), 0.31),
+    "bart-denoising-run": ("bart_denoising", ("pretrain_tokens",), 4_096_000),
+    "swap-study-run": ("swap_study", ("cpu_seconds",), 4000.0),
+    "swap-study-long-run": ("swap_study_long", ("wall_seconds",), 12_000.0),
+}
+
+
+def copy_of_the_repository_text(tmp_path: Path) -> Path:
+    """The files the tool reads and writes, under tmp_path: the READMEs and every results.json."""
+    for path in [*update_readme.FILES, *(str(p.relative_to(ROOT)) for p in ROOT.glob("results/*/results.json"))]:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / path, tmp_path / path)
+    return tmp_path
+
+
+def test_every_results_block_has_a_change_to_detect():
+    assert set(CHANGES) == set(update_readme.RESULTS)
+
+
+@pytest.mark.parametrize("name", sorted(CHANGES))
+def test_a_changed_result_makes_its_block_stale(name, tmp_path):
+    """Another number in results.json changes the block's text: --check fails naming it, and a rewrite fixes it."""
+    root = copy_of_the_repository_text(tmp_path)
+    folder, keys, value = CHANGES[name]
+    path = root / "results" / folder / "results.json"
+    record = json.loads(path.read_text())
+    parent = record
+    for key in keys[:-1]:
+        parent = parent[key]
+    assert parent[keys[-1]] != value
+    parent[keys[-1]] = value
+    path.write_text(json.dumps(record))
+    assert update_readme.main(["--check"], root=root) == 1
+    assert any(problem.endswith(f": {name}") for problem in update_readme.stale(root))
+    assert update_readme.main([], root=root) == 0
+    assert update_readme.stale(root) == [] and marked_blocks(root)[name] != marked_blocks()[name]
+
+
+def test_swap_study_lines_leave_out_what_the_record_lacks(tmp_path):
+    root = copy_of_the_repository_text(tmp_path)
+    path = root / "results" / "swap_study" / "results.json"
+    record = json.loads(path.read_text())
+    del record["cpu_seconds"], record["settings"]
+    path.write_text(json.dumps(record))
+    text = update_readme.swap_study_run(root)
+    assert "min CPU" not in text and "seeds" not in text and "fine-tuning runs" not in text
+    assert f"learned table of {record['window']} positions" in text
+    machine = f"{record['machine']['cpus']}-core {record['machine']['processor']} machine"
+    assert f"on {record['date'][:10]} on the {machine}: **{record['wall_seconds'] / 60:.1f} min wall**." in text
+
+
+def test_wrapping_keeps_code_spans_and_starts_no_list_item():
+    assert update_readme.wrap("aaaa bbbb - cc", 10) == "aaaa\nbbbb -\ncc"
+    assert update_readme.wrap("- see `a b c` here", 9) == "- see\n  `a b c`\n  here"
+    assert update_readme.wrap("| a | b |\n\nx y", 1) == "| a | b |\n\nx\ny"
 
 
 def test_readme_test_command_is_what_ci_runs():

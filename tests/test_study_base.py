@@ -54,14 +54,28 @@ def test_unigram_bpc_matches_a_direct_computation(tokenizer):
 
 
 def test_heldout_bpc_counts_the_scored_characters(tokenizer):
+    """Against a window-by-window computation: each window's first token is context only, token t + 1 is scored with
+    the logits at position t, and the characters counted are those of the scored tokens."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=32, n_layer=1, n_embd=32, n_head=2))
-    result = heldout_bpc(model, tokenizer, [TOY[0][:3000]], window=32, max_windows_per_text=5)
-    assert result["windows"] == 5 and result["tokens"] == 5 * 31
-    assert result["bpc"] == pytest.approx(result["loss"] * result["tokens"] / (result["chars"] * math.log(2)))
-    assert 0 < result["chars"] < 5 * 31 * 20
+    torch.manual_seed(0)  # random weights, learned positions: the logits depend on the token and on its position
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=32, n_layer=1, n_embd=32, n_head=2)
+    model = GPT2LMHeadModel(config).eval()
+    sample = TOY[0][:1200]
+    assert sample.isascii()  # one character per byte: each token's own text has its characters
+    ids = tokenizer(sample, add_special_tokens=False)["input_ids"]
+    windows = [ids[start : start + 32] for start in range(0, len(ids) - 31, 32)]
+    nll, chars = 0.0, 0
+    for window in windows:
+        with torch.no_grad():
+            log_probs = torch.log_softmax(model(torch.tensor([window])).logits[0].double(), dim=-1)
+        nll -= sum(float(log_probs[t, window[t + 1]]) for t in range(31))
+        chars += sum(len(tokenizer.decode([token])) for token in window[1:])
+    result = heldout_bpc(model, tokenizer, [sample], window=32, max_windows_per_text=None, batch_size=3)
+    assert result["windows"] == len(windows) >= 5 and result["tokens"] == 31 * len(windows)
+    assert result["chars"] == chars
+    assert result["loss"] == pytest.approx(nll / result["tokens"], rel=1e-5)
+    assert result["bpc"] == pytest.approx(nll / (chars * math.log(2)), rel=1e-5)
 
 
 def test_retrieval_blocks_are_exact_passkey_prompts(tokenizer):

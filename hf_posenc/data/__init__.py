@@ -18,6 +18,15 @@ BOOKS = (
     "austen_northangerabbey",
 )
 HELD_OUT = ("austen_persuasion", "austen_northangerabbey")
+TITLES = {
+    "tinyshakespeare": "tiny-shakespeare",
+    "austen_emma": "Emma",
+    "austen_mansfieldpark": "Mansfield Park",
+    "austen_prideprejudice": "Pride and Prejudice",
+    "austen_sensesensibility": "Sense and Sensibility",
+    "austen_persuasion": "Persuasion",
+    "austen_northangerabbey": "Northanger Abbey",
+}
 
 
 def default_split() -> dict[str, tuple[str, ...]]:
