@@ -15,6 +15,7 @@ from hf_posenc.evaluation import measurement
 from hf_posenc.evaluation.study import BASE, CONTROL, log_ratio_percent, summarize
 
 MODES = ("chunked", "sliding")
+AS_TRAINED = ", as training does"
 DESCRIBE = {"chunked": "non-overlapping chunks", "sliding": "sliding window, stride half the length"}
 
 
@@ -104,9 +105,10 @@ def held_out_text(record: dict[str, Any]) -> str:
         if "passkey_seed" in first
         else "every seed, probe and evaluation used the same keys (this record predates per-seed keys)"
     )
+    precision = e.get("precision", "fp32")
     return (f"{text} Passkey: {curve.get('passkey_trials', 0)} keys per depth at {len(e['passkey_depths'])} depths "
-            f"per probe and {e['passkey_trials']} per depth and length in the evaluation; {keys}. Evaluation "
-            f"precision: {e.get('precision', 'fp32')}.")  # fmt: skip
+            f"per probe and {e['passkey_trials']} per depth and length in the evaluation; {keys}. Scoring runs in "
+            f"{precision}{AS_TRAINED if precision == s['finetune'].get('mixed_precision') else ''}.")  # fmt: skip
 
 
 def mixture_text(mixture: dict[str, Any], settings: dict[str, Any]) -> str:
@@ -417,6 +419,208 @@ def write_study_report(record: dict[str, Any], out_dir: str | Path) -> None:
     plot_extrapolation(part, out / "extrapolation.png")
     plot_passkey_grid(part, out / "passkey.png")
     plot_position_table(record.get("position_tables") or {}, out / "position_table.png")
+
+
+# ---------------- README text (tools/update_readme.py renders these blocks from results.json) ----------------
+def readme_run(record: dict[str, Any]) -> str:
+    """The run paragraph: what ran, where, and its CPU and wall time from the record."""
+    s, m = record["settings"], record["machine"]
+    runs = sum(len(seeds) for seeds in record["runs"].values())
+    cpu = record["cpu_seconds"] / 60
+    lower = "" if record.get("cpu_complete", record.get("sessions", 1) == 1) else "at least "
+    sessions = record.get("sessions", 1)
+    over = f" over {sessions} sessions (resumed with `--resume`)" if sessions > 1 else ""
+    workers = s.get("workers", 1)
+    return (
+        f"The committed `results/{record_folder(record)}/` is one run of that command on {record['date'][:10]} on a "
+        f"{m['cpus']}-core {m['processor']} machine{over}: **{lower}{cpu:.0f} CPU min** for "
+        f"{len(record['runs'])} arms x {len(s['seeds'])} seeds = {runs} fine-tuning runs, {workers} at a time. Its "
+        f"wall time here was {record['wall_seconds'] / 60:.1f} min; on {m['cpus']} cores of this speed it cannot "
+        f"take less than {cpu / m['cpus']:.0f} min, and a slower or busy machine takes longer."
+    )
+
+
+def record_folder(record: dict[str, Any]) -> str:
+    return "swap_study_long" if record["steps"] * record["tokens_per_step"] > 1_000_000 else "swap_study"
+
+
+def readme_setup(record: dict[str, Any]) -> str:
+    """The setup bullets: budget, schedule, arms, what is scored, and the statistics."""
+    s, part = record["settings"], record["gpt2"]
+    f = s["finetune"]
+    budget = record["steps"] * record["tokens_per_step"]
+    pre = record["base_pretraining_tokens"]
+    probes = [tokens(t) for t in (p * record["tokens_per_step"] for p in record["probe_steps"][1:])]
+    arms = [f"`{name}`" for name in record["runs"]]
+    lines = [
+        f"- Arms: {', '.join(arms)}; `{CONTROL}` is the no-swap control (the base's own table, copied out to "
+        f"{max(record['lengths']):,} positions), fine-tuned the same way.",
+        f"- Each arm is fine-tuned for {budget:,} tokens ({100 * budget / pre:.3g}% of the base's {pre / 1e6:.1f}M "
+        f"pretraining tokens): {record['steps']} AdamW steps of {f['batch_size']} x {record['window']} tokens, "
+        f"learning rate {f['learning_rate']:g}, {f['warmup_steps']} warmup steps and "
+        f"{f.get('lr_scheduler', 'cosine')} decay, "
+        f"{f['mixed_precision']} autocast, with seeds {', '.join(map(str, s['seeds']))}.",
+        f"- The fine-tuning blocks keep the base's pretraining mixture with other keys: "
+        f"{mixture_text(record['mixture'], s.get('mixture') or {})}, the rest training books.",
+        f"- Probes at 0 and after {', '.join(probes)} tokens; then the evaluation at "
+        f"{', '.join(f'{n:,}' for n in record['lengths'])} tokens. {held_out_text(record)}",
+        "- Every number below is a mean over seeds with its 95% interval: the t distribution over the seeds "
+        "together with a bootstrap over the scored windows, spans and prompts (`hf_posenc.evaluation.statistics`). "
+        'A claim is made only where its interval separates; otherwise the table says "not separated". Nothing '
+        "was tuned on the held-out books.",
+    ]
+    if not part["text_error"]:
+        lines[-1] = ("- Every number below is a mean over seeds with its 95% interval over the seeds alone (this "
+                     "record predates per-window losses, so text-sampling error is not in the intervals), and the "
+                     "passkey numbers rest on the same 15 prompts for every seed and probe.")  # fmt: skip
+    for c in part["comparisons"]:
+        lines.append(f"- `{c['a']}` and `{c['b']}` differ in one setting: {c['differs']}.")
+    return "\n".join(lines)
+
+
+def readme_in_window(record: dict[str, Any]) -> str:
+    """The base's in-window numbers and the recovery table."""
+    base, part = record["base_result"], record["gpt2"]
+    curves = part["curves"]
+    points = next(iter(curves.values()))["points"]
+    shown = [p for p in points[1:] if p is points[-1] or p["tokens"] >= points[-1]["tokens"] / 8][-3:]
+    fp32 = base.get("fp32")
+    head = (
+        f"The base scores {base['perplexity']:.1f} in the window ({base['bpc']:.3f} bits per character, "
+        f"{base['bpc'] / base['unigram_bpc']:.2f} x a unigram model's {base['unigram_bpc']:.3f})"
+        + (f"; in fp32, as its own report measures it, {fp32['perplexity']:.1f}" if fp32 else "")
+        + "."
+    )
+    header = " | ".join(f"after {tokens(p['tokens'])}" for p in shown)
+    lines = [
+        head,
+        "",
+        f"| arm | right after the swap | {header} | vs the base | vs the control | within 2% of the base at | "
+        "within 2% of the control at |",
+        "| --- | --- |" + " --- |" * (len(shown) + 4),
+    ]
+    for name, curve in curves.items():
+        pts = curve["points"]
+        at = {p["tokens"]: p for p in pts}
+        cells = [_pm(at[p["tokens"]]["mean"], at[p["tokens"]]["std"]) for p in shown]
+        last, rec = pts[-1], curve["recovered"]
+        control = "-" if name == CONTROL else change(last.get("vs_control"))
+        lines.append(
+            f"| `{name}` | {pts[0]['mean']:.1f} ({ratio(pts[0]['vs_base']).split(' ')[0]}) | {' | '.join(cells)} | "
+            f"{change(last['vs_base'])} | {control} | {tokens(rec['base'])} | "
+            f"{'-' if name == CONTROL else tokens(rec['control'])} |"
+        )
+    return "\n".join(lines)
+
+
+def readme_retrieval(record: dict[str, Any]) -> str:
+    """Passkey at the window along the way, the first key token, and chance."""
+    part = record["gpt2"]
+    curves = {name: c["points"] for name, c in part["curves"].items() if c["points"][0].get("passkey")}
+    points = next(iter(curves.values()))
+    shown = [p for p in points[1:] if p["tokens"] >= points[-1]["tokens"] / 8][-3:]
+    chance = _chance(record)
+    base = part["passkey"].get(BASE, {}).get(str(part["window"]))
+    header = " | ".join(f"after {tokens(p['tokens'])}" for p in shown)
+    lines = [
+        f"| arm | right after the swap | {header} | first key token at the end |",
+        "| --- | --- |" + " --- |" * (len(shown) + 1),
+        f"| base | {share(base)} |" + " - |" * len(shown) + " - |",
+    ]
+    for name, pts in curves.items():
+        at = {p["tokens"]: p for p in pts}
+        cells = " | ".join(share(at[p["tokens"]].get("passkey")) for p in shown)
+        first = share(pts[-1].get("first_key_token"))
+        lines.append(f"| `{name}` | {share(pts[0].get('passkey'))} | {cells} | {first} |")
+    if chance:
+        lines += ["", f"Chance: {chance['key']:.4%} for a whole key, {chance['first_key_token']:.0%} for its first "
+                      "key token (the first answer token that differs between keys; it cannot be copied from the "
+                      "answer's own earlier tokens)."]  # fmt: skip
+    return "\n".join(lines)
+
+
+def readme_extrapolation(record: dict[str, Any]) -> str:
+    """Chunked perplexity past the window, the rise at the longest length, and passkey by length."""
+    part = record["gpt2"]
+    window, lengths = part["window"], part["lengths"]
+    longest = str(max(lengths))
+    lines = [
+        "| model | " + " | ".join(f"{n:,} ({n // window}x)" for n in lengths) + f" | {int(longest) // window}x / 1x | "
+        "passkey " + " / ".join(f"{n // window}x" for n in lengths) + " |",
+        "| --- |" + " --- |" * (len(lengths) + 2),
+    ]
+    for name, result in part["models"].items():
+        cells = []
+        for n in lengths:
+            m = measurement(result, n, "chunked")
+            cells.append(_pm(m["perplexity"], m.get("std")) if m and m["status"] == "ok" else "n/a")
+        rise = ratio(part["extrapolation"].get(name, {}).get(longest)) if name != BASE else "-"
+        passkey = part["passkey"].get(name, {})
+        keys = " / ".join(_f((passkey.get(str(n)) or {}).get("mean"), "{:.0%}") for n in lengths)
+        lines.append(f"| `{name}` | " + " | ".join(cells) + f" | {rise} | {keys} |")
+    return "\n".join(lines)
+
+
+def readme_findings(record: dict[str, Any]) -> str:
+    """The findings, each stated from the summary's tests."""
+    part = record["gpt2"]
+    curves, tol = part["curves"], part["tolerance"]
+    swapped = {n: c for n, c in curves.items() if n != CONTROL}
+    right_after = {n: c["points"][0]["vs_base"]["mean"] for n, c in swapped.items()}
+    ends = {n: c["points"][-1] for n, c in swapped.items()}
+    budget = tokens(next(iter(curves.values()))["points"][-1]["tokens"])
+    recovered = [f"`{n}` (at {tokens(c['recovered']['base'])})" for n, c in swapped.items() if c["recovered"]["base"]]
+    order = sorted(ends, key=lambda n: ends[n]["vs_base"]["mean"])
+    lines = [
+        f"- **The swap costs x{math.exp(min(right_after.values())):.2f}-x{math.exp(max(right_after.values())):.2f} "
+        f"in-window perplexity at once** ({', '.join(f'`{n}` x{math.exp(v):.2f}' for n, v in right_after.items())}).",
+        f"- **After {budget} tokens**, in-window perplexity against the base: "
+        + ", ".join(f"`{n}` {change(ends[n]['vs_base'])}" for n in order)
+        + f". Within {tol:.0%} of the base as a test: "
+        + (", ".join(recovered) if recovered else "none")
+        + ". Against the no-swap control at the same budget: "
+        + ", ".join(f"`{n}` {change(ends[n].get('vs_control'))}" for n in order)
+        + ".",
+    ]
+    retrieval = {n: c["points"][-1].get("passkey") for n, c in curves.items()}
+    if all(retrieval.values()):
+        lines.append(
+            f"- **Retrieval at the window after {budget} tokens**: "
+            + ", ".join(f"`{n}` {share(i)}" for n, i in retrieval.items())
+            + "."
+        )
+    for v in part["verdicts"]:
+        evidence = v["evidence"]
+        if "comparisons" in evidence:
+            text = "; ".join(f"{c['higher']} - {c['lower']} {change(c)}" for c in evidence["comparisons"]) or "n/a"
+        else:
+            text = ", ".join(f"{ratio(i)} at {int(n) // part['window']}x" for n, i in evidence.items()) or "n/a"
+        lines.append(f"- Press et al. (2022): *{v['claim']}*: **{v['reproduces']}** ({text}).")
+    d = part.get("drope")
+    if d:
+        lines.append(
+            f"- **DroPE's claim on its matching arm, `nope`** (learned -> NoPE here, RoPE -> NoPE in DroPE): at "
+            f"{tokens(d['tokens'])} tokens ({d['share_of_pretraining']:.2%} of pretraining) it has closed "
+            f"{d['gap_closed']:.0%} [{d['gap_closed_low']:.0%}, {d['gap_closed_high']:.0%}] of the swap's gap; "
+            f"over {d['claim']:.0%}: **{d['reproduces']}**."
+        )
+    for c in part["comparisons"]:
+        p = c.get("passkey")
+        if p:
+            lines.append(
+                f"- `{c['a']}` against `{c['b']}` ({c['differs']}): passkey at the window "
+                f"{100 * p['mean']:+.0f} points [{100 * p['low']:+.0f}, {100 * p['high']:+.0f}]"
+                f" ({'separated' if p['separated'] else 'not separated'}), in-window perplexity "
+                f"{change(c['perplexity'])}."
+            )
+    if part["text_error"]:
+        se = [(p["vs_base"]["se_seed"], p["vs_base"]["se_text"]) for c in curves.values() for p in c["points"][1:]]
+        lines.append(
+            f"- **Noise.** In the window, the standard error from the seeds is at most "
+            f"{100 * max(a for a, _ in se):.2f}% and from the text at most {100 * max(b for _, b in se):.2f}% of "
+            "perplexity; both are in every interval."
+        )
+    return "\n".join(lines)
 
 
 def render(out_dir: str | Path) -> Path:

@@ -291,9 +291,15 @@ def between(record: dict[str, Any], higher: str, lower: str, length: str) -> dic
         results = [runs[name][s]["long_context"] for s in order]
         outside = [span_losses(r, int(length)) for r in results]
         inside = [span_losses(r, window) for r in results]
-        if not (all(outside) and all(inside)):
+        if all(outside) and all(inside):
+            rises.append([[a - b for a, b in zip(o, i)] for o, i in zip(outside, inside)])
+            continue
+        pairs = [(measurement(r, int(length), "chunked"), measurement(r, window, "chunked")) for r in results]
+        if any(not a or not b or a["status"] != "ok" or b["status"] != "ok" for a, b in pairs):
             return None
-        rises.append([[a - b for a, b in zip(o, i)] for o, i in zip(outside, inside)])
+        rises.append([[math.log(a["perplexity"] / b["perplexity"])] for a, b in pairs])  # no spans kept: per seed
+    if len(rises[0][0]) != len(rises[1][0]):
+        return None
     interval = paired_difference(rises[0], rises[1]).as_dict()
     return {**interval, "higher": higher, "lower": lower}
 
