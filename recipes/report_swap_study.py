@@ -435,9 +435,18 @@ def readme_run(record: dict[str, Any]) -> str:
         f"The committed `results/{record_folder(record)}/` is one run of that command on {record['date'][:10]} on a "
         f"{m['cpus']}-core {m['processor']} machine{over}: **{lower}{cpu:.0f} CPU min** for "
         f"{len(record['runs'])} arms x {len(s['seeds'])} seeds = {runs} fine-tuning runs, {workers} at a time. Its "
-        f"wall time here was {record['wall_seconds'] / 60:.1f} min; on {m['cpus']} cores of this speed it cannot "
-        f"take less than {cpu / m['cpus']:.0f} min, and a slower or busy machine takes longer."
+        f"wall time here was {record['wall_seconds'] / 60:.1f} min{load_text(record)}; on {m['cpus']} cores of "
+        f"this speed it cannot take less than {cpu / m['cpus']:.0f} min, and a slower or busy machine takes longer."
     )
+
+
+def load_text(record: dict[str, Any]) -> str:
+    """What the record says of other jobs on the machine: its highest 1-minute load average above its cores."""
+    load, cores = record.get("load_average_max"), record["machine"]["cpus"]
+    if load is None:
+        return ""
+    busy = "shared with other jobs" if load > cores + 0.5 else "otherwise idle"
+    return f" (the highest 1-minute load average seen was {load:.1f} on {cores} cores: {busy})"
 
 
 def record_folder(record: dict[str, Any]) -> str:

@@ -376,6 +376,10 @@ class Study:
         self.record["wall_seconds"] = earlier.get("wall_seconds", 0.0) + time.perf_counter() - self.started
         self.record["cpu_seconds"] = earlier.get("cpu_seconds", 0.0) + cpu_seconds()
         self.record["cpu_complete"] = self.earlier is None or bool(earlier.get("cpu_complete"))
+        # how busy the machine was (1-minute load average, highest seen at a report write): wall time means little
+        # on a machine shared with other jobs, the CPU time does
+        self.record["load_average_max"] = max(self.record.get("load_average_max", 0.0), os.getloadavg()[0],
+                                              earlier.get("load_average_max", 0.0))  # fmt: skip
         write_study_report(portable(self.record), self.out_dir)
 
 

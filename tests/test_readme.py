@@ -64,6 +64,18 @@ CHANGES = {
     "bart-denoising-table": ("bart_denoising", ("results", "alibi", "200", "4", "kept_accuracy"), 0.5),
     "bart-denoising-findings": ("bart_denoising", ("results", "rope", "200", "1", "kept_accuracy"), 0.31),
     "bart-denoising-run": ("bart_denoising", ("pretrain_tokens",), 4_096_000),
+    **{
+        f"swap-{setting}-{part}": (folder, keys, value)
+        for setting, folder, steps in (("default", "swap_study", 150), ("long", "swap_study_long", 1000))
+        for part, keys, value in (
+            ("run", ("cpu_seconds",), 4000.0),
+            ("setup", ("steps",), steps),
+            ("in-window", ("base_result", "perplexity"), 70.0),
+            ("retrieval", ("gpt2", "curves", "rope", "points", -1, "passkey", "mean"), 0.5),
+            ("extrapolation", ("gpt2", "extrapolation", "rope", "2048", "mean"), 0.5),
+            ("findings", ("gpt2", "drope", "gap_closed"), 0.5),
+        )
+    },
     "swap-study-run": ("swap_study", ("cpu_seconds",), 4000.0),
     "swap-study-long-run": ("swap_study_long", ("wall_seconds",), 12_000.0),
 }

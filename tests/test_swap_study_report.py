@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import sys
@@ -164,3 +165,10 @@ def test_records_without_per_unit_losses_still_summarise_on_the_seed_spread():
 def test_timing_says_when_the_cpu_time_is_a_lower_bound(record, says):
     """Records written before workers' CPU time was counted mid-study give it as a lower bound once resumed."""
     assert says in timing({"wall_seconds": 600, "cpu_seconds": 120, **record})
+
+
+@pytest.mark.parametrize("study", ["swap_study", "swap_study_long"])
+def test_the_committed_summary_is_what_the_committed_measurements_give(study):
+    """results.json's derived part (read by results.md, the plots and the README) is summarize() of its own record."""
+    record = json.loads((Path(__file__).resolve().parents[1] / "results" / study / "results.json").read_text())
+    assert json.loads(json.dumps(summarize(record), default=str)) == record["gpt2"]

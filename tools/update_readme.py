@@ -181,6 +181,15 @@ RESULTS: dict[str, Callable[[Path], str]] = {
     "bart-denoising-findings": lambda root: recipe("bart_denoising_demo").readme_findings(
         results(root, "bart_denoising")
     ),
+    **{
+        f"swap-{setting}-{part}": (
+            lambda root, folder=folder, part=part: getattr(
+                recipe("report_swap_study"), "readme_" + part.replace("-", "_")
+            )(results(root, folder))
+        )
+        for setting, folder in (("default", "swap_study"), ("long", "swap_study_long"))
+        for part in ("run", "setup", "in-window", "retrieval", "extrapolation", "findings")
+    },  # fmt: skip
     # results/README.md
     "swap-study-run": swap_study_run,
     "swap-study-long-run": swap_study_long_run,
