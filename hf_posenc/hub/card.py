@@ -83,11 +83,13 @@ def build_model_card(
     repo_id: str | None = None,
     evaluation_dir: str | Path | None = None,
     training: bool | dict[str, Any] | str | Path | None = None,
+    max_length_source: str | None = None,
 ) -> ModelCard:
     """A card for a converted model. `evaluation_dir` is the checkpoint's own `evaluation/` folder, if any:
     its `results.md` table and PNG plots are shown (paths relative to the checkpoint). `training` says whether the
     model was fine-tuned after the swap (see `training_record`). `base_model` goes into the metadata only when it is a
-    Hub id; a local folder is named by its last part, never by its path."""
+    Hub id; a local folder is named by its last part, never by its path. `max_length_source` says how the declared
+    maximum length was chosen (`save_converted` passes it)."""
     encoding = config.position_encoding
     options = config.position_encoding_options or {}
     tag, auto = _head(getattr(config, "architectures", None))
@@ -99,7 +101,9 @@ def build_model_card(
         tags=["hf_posenc", "position-encoding", encoding, config.model_type],
     )
     record = training_record(training)
-    body = "\n".join(_body(config, encoding, options, auto, base_model, repo_id, evaluation_dir, record))
+    body = "\n".join(
+        _body(config, encoding, options, auto, base_model, repo_id, evaluation_dir, record, max_length_source)
+    )
     return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
 
 
@@ -196,7 +200,7 @@ def _is_causal(config: Any) -> bool:
     return True if family is None else bool(family.is_causal(config))
 
 
-def _body(config, encoding, options, auto, base_model, repo_id, evaluation_dir, training) -> list[str]:
+def _body(config, encoding, options, auto, base_model, repo_id, evaluation_dir, training, length_source) -> list[str]:
     name = repo_id or PLACEHOLDER
     encoding_cls = get_encoding_class(encoding)
     window = config.trained_context_length
@@ -241,6 +245,7 @@ def _body(config, encoding, options, auto, base_model, repo_id, evaluation_dir, 
         f"| options | `{json.dumps(options, sort_keys=True)}` |",
         f"| trained context length | {config.trained_context_length} tokens |",
         f"| declared maximum length | {config.max_position_embeddings} tokens (`max_position_embeddings`) |",
+        *([f"| how that length was chosen | {_value(length_source)} |"] if length_source else []),
         "",
         "## What to expect",
         "",
