@@ -440,6 +440,33 @@ def test_card_follows_the_encoding_what_conversion_changes_and_its_limits():
     assert "this encoder is order-blind" in build_model_card(hf_posenc.convert(bert, "t5_bias").config).text
 
 
+@pytest.mark.parametrize("family", ["bart", "mbart"])
+def test_card_describes_each_stack_of_an_encoder_decoder(family):
+    """BART's encoder is bidirectional, its decoder causal: the card describes each stack's own encoding, so the
+    encoder is order-blind under `nope` (and under `t5_bias` learned from zero) while the decoder keeps its mask."""
+    from tests.cases import CASES
+
+    case = next(case for case in CASES if case.name == family)
+    for name, init in [("nope", {}), ("t5_bias", {}), ("t5_bias", {"init": "alibi"})]:
+        with warnings.catch_warnings():  # the order-blind warning, however it is given
+            warnings.simplefilter("ignore")
+            config = hf_posenc.convert(case.build(), name, **init).config
+        text = build_model_card(config).text
+        expect = text.split("## What to expect")[1].split("## Fine-tuning")[0]
+        cls, options = registered_encodings()[name], config.position_encoding_options
+        blind, causal = cls.describe_limits(options, False), cls.describe_limits(options, True)
+        if init:  # ALiBi's starting penalties do not depend on the direction: one line
+            assert blind == causal and f"- **Limits of `{name}`**: {causal}" in expect
+            assert "order-blind" not in expect
+        else:
+            assert f"  - the encoder (bidirectional): {blind}" in expect and "order-blind" in blind
+            assert f"  - the decoder (causal): {causal}" in expect and "order-blind" not in causal
+            assert f"- **Limits of `{name}`**: " not in expect
+        assert ("Order comes only from the causal mask" in expect) == (name == "nope")
+        stacks = "`encoder` (bidirectional), `decoder` (causal)"
+        assert f"| stacks, each with its own `{name}` encoding | {stacks} |" in text
+
+
 def test_card_says_whether_the_model_was_fine_tuned_after_the_swap(tmp_path):
     from hf_posenc.training import TrainConfig
     from hf_posenc.training.loop import MetricsLog
