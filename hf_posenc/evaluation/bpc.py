@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .modes import evaluates
+
 
 def bits_per_character(total_nll_nats: float, num_chars: int) -> float:
     """Convert a summed NLL in nats over text of `num_chars` characters to bits per character."""
@@ -36,6 +38,7 @@ def window_starts(num_tokens: int, window: int, max_windows: int | None = None) 
 
 
 @torch.inference_mode()
+@evaluates
 def heldout_bpc(
     model: nn.Module,
     tokenizer: Any,
@@ -50,8 +53,6 @@ def heldout_bpc(
     Returns {"bpc", "perplexity", "loss", "tokens", "chars", "windows"}; chars are those of the scored tokens' text.
     """
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     windows: list[list[int]] = []
     for text in texts:
         ids = _encode(tokenizer, text)
@@ -66,7 +67,6 @@ def heldout_bpc(
         total_nll += float(nll)
         tokens += batch[:, 1:].numel()
         chars += sum(len(tokenizer.decode(w[1:])) for w in windows[i : i + batch_size])
-    model.train(was_training)
     loss = total_nll / tokens
     return {
         "bpc": bits_per_character(total_nll, chars),
