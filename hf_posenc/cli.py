@@ -139,7 +139,8 @@ def convert(
             "--max-length",
             min=1,
             help="Declared maximum input length, written to the config and the tokenizer's model_max_length "
-            "(default: the longest length --evaluation ran at, else 4x the trained window; learned: its table size).",
+            "(default: the longest length past the window that the model's own --evaluation validates, with "
+            "perplexity within 1.5x of the in-window perplexity, else 4x the trained window; learned: its table size).",
         ),
     ] = None,
     push_to_hub: Annotated[str | None, typer.Option(help="Also upload to this Hub repo id.")] = None,

@@ -192,13 +192,18 @@ def set_rope_scaling(model: nn.Module, scaling: dict[str, Any] | None, *, max_le
             f"set_rope_scaling needs a model converted to rope, got position_encoding={encoding!r}."
         )
     olds = position_encodings(model)
+    if not olds:
+        raise PositionEncodingError(f"{type(model).__name__} has no position encoding for set_rope_scaling to rescale.")
+    others = {name: type(old).__name__ for name, old in olds.items() if getattr(type(old), "name", None) != "rope"}
+    if others:
+        raise PositionEncodingError(f"set_rope_scaling rescales rope encodings only; this model also has {others}.")
     encoding_cls = get_encoding_class("rope")
     wanted = {**(config.position_encoding_options or {}), "scaling": scaling}
     options = {name: encoding_cls.validate(wanted, old.info) for name, old in olds.items()}
     if max_length is not None:
         max_length = check_max_length(max_length, "rope", next(iter(options.values())))
     for name, old in olds.items():  # every stack (an encoder-decoder has two)
-        new = encoding_cls(options[name], old.info).to(old.inv_freq.device)
+        new = type(old)(options[name], old.info).to(old.inv_freq.device)  # the model's own class (maybe remote code)
         new.train(old.training)
         parent = model.get_submodule(name.rpartition(".")[0])
         setattr(parent, name.rpartition(".")[2], new)

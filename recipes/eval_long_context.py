@@ -27,6 +27,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no_passkey", action="store_true", help="Skip passkey retrieval.")
     parser.add_argument("--passkey_trials", type=int, default=4, help="Passkey trials per length and depth.")
     parser.add_argument("--name", help="Name of the model in the report (default: the folder name).")
+    parser.add_argument(
+        "--tokenizer_name",
+        help="Tokenizer Hub id or folder (default: the model's own); hf_posenc:gpt2 is the GPT-2 tokenizer shipped "
+        "with hf_posenc.",
+    )
     return parser.parse_args(argv)
 
 
@@ -53,8 +58,8 @@ def main(argv: list[str] | None = None) -> None:
             "evaluation scores a causal or masked LM head. Train one first (recipes/finetune_mlm.py for an encoder)."
         )
     auto = transformers.AutoModelForCausalLM if _causal(config) else transformers.AutoModelForMaskedLM
+    tokenizer = load_tokenizer(args.model, args.tokenizer_name)
     model = auto.from_pretrained(args.model, trust_remote_code=True)
-    tokenizer = load_tokenizer(args.model)
     window = trained_context_length(model)
     lengths = args.lengths or [window * f for f in (1, 2, 4, 8)]
     result = evaluate_long_context(

@@ -34,7 +34,7 @@ def finetune_clm(cfg: TrainConfig, model: Any = None, tokenizer: Any = None) -> 
 
     from hf_posenc.evaluation import is_causal_lm
 
-    tokenizer = tokenizer or load_tokenizer(cfg.model_name_or_path)
+    tokenizer = tokenizer or load_tokenizer(cfg.model_name_or_path, cfg.tokenizer_name)
     model = model if model is not None else load_model(cfg, AutoModelForCausalLM)
     if not is_causal_lm(model):
         raise RecipeError(f"{type(model).__name__} is not a causal LM; use finetune_mlm for encoders.")

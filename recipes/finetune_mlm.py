@@ -19,6 +19,7 @@ from hf_posenc.training import (
     check_block_size,
     load_documents,
     load_model,
+    load_tokenizer,
     parse_config,
     run_cli,
     tokenize_and_pack,
@@ -29,13 +30,10 @@ from hf_posenc.training.errors import RecipeError
 
 def finetune_mlm(cfg: TrainConfig, model: Any = None, tokenizer: Any = None) -> dict[str, Any]:
     """Masked-LM fine-tuning at cfg.block_size tokens ([CLS] + block + [SEP]); returns the run summary."""
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
+    from transformers import AutoModelForMaskedLM
 
     if tokenizer is None:
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(cfg.model_name_or_path)
-        except (OSError, ValueError, TypeError) as err:
-            raise RecipeError(f"Could not load a tokenizer from {cfg.model_name_or_path!r}: {err}") from None
+        tokenizer = load_tokenizer(cfg.model_name_or_path, cfg.tokenizer_name)
     if tokenizer.mask_token_id is None or tokenizer.cls_token_id is None:
         raise RecipeError("The tokenizer has no [MASK]/[CLS] token: masked-LM needs a BERT-style tokenizer.")
     model = model if model is not None else load_model(cfg, AutoModelForMaskedLM)

@@ -40,7 +40,7 @@ def pretrain_clm(cfg: TrainConfig, n_layer: int = 4, n_embd: int = 256, n_head: 
     import torch
 
     check_gpt2_shape(n_layer, n_embd, n_head)
-    tokenizer = load_tokenizer(cfg.model_name_or_path)
+    tokenizer = load_tokenizer(cfg.model_name_or_path, cfg.tokenizer_name)
     raw = load_documents(cfg.train_files, cfg.eval_files, cfg.dataset_name, cfg.dataset_config, cfg.text_column)
     data = tokenize_and_pack(raw, tokenizer, cfg.block_size, max_eval_blocks=cfg.max_eval_blocks)
     torch.manual_seed(cfg.seed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import os
 import subprocess
@@ -394,3 +395,64 @@ def test_converting_twice_or_a_peft_model_is_refused(case):
     with pytest.raises(PositionEncodingError, match="wrapped by PEFT"):
         hf_posenc.convert(wrapped, "rope")
     assert_unchanged(wrapped, before)
+
+
+STRICT = "sdpa_strict"  # a name under "sdpa", so that the bias encodings accept it as a backend that adds scores
+
+
+def documented_attention_keywords() -> frozenset[str]:
+    """What transformers documents an attention function may receive besides (module, query, key, value, mask): the
+    keywords a layer passes on (`TransformersKwargs`) and the named parameters of transformers' own functions."""
+    from transformers.utils.generic import TransformersKwargs
+
+    named = set()
+    for function in transformers.AttentionInterface._global_mapping.values():
+        parameters = list(inspect.signature(function).parameters.values())[5:]
+        named |= {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return frozenset(TransformersKwargs.__required_keys__ | TransformersKwargs.__optional_keys__ | named)
+
+
+@pytest.fixture(scope="module")
+def strict_attention():
+    """Registers STRICT: sdpa that raises on any keyword outside the documented set. Yields the modules it ran for."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    allowed = documented_attention_keywords()
+    seen: list[torch.nn.Module] = []
+
+    def strict(module, query, key, value, attention_mask, **kwargs):
+        unknown = sorted(set(kwargs) - allowed)
+        if unknown:
+            raise TypeError(f"{type(module).__name__} passed undocumented attention keywords {unknown}")
+        seen.append(module)
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+    transformers.AttentionInterface.register(STRICT, strict)
+    AttentionMaskInterface.register(STRICT, sdpa_mask)
+    yield seen
+    transformers.AttentionInterface._global_mapping.pop(STRICT)
+    AttentionMaskInterface._global_mapping.pop(STRICT)
+
+
+@families
+@pairs
+def test_attention_functions_get_only_documented_keywords(case, encoding, strict_attention):
+    """Self- and cross-attention, a padded forward and (where the family generates) cached generation, through an
+    attention function that refuses undocumented keywords; the outputs are sdpa's."""
+    model = converted(case, encoding)
+    batch = ids(2, WINDOW + 8)
+    mask = torch.ones_like(batch)
+    mask[1, : WINDOW // 2] = 0  # left padding in the second row
+    model.set_attn_implementation("sdpa")
+    expected = logits(case, model, batch, attention_mask=mask)
+    model.set_attn_implementation(STRICT)
+    strict_attention.clear()
+    torch.testing.assert_close(logits(case, model, batch, attention_mask=mask), expected, rtol=0, atol=0)
+    ran = {id(module) for module in strict_attention}
+    if case.seq2seq:  # every decoder layer's cross-attention went through it too
+        layers = model.get_decoder().layers
+        assert layers and all(id(layer.encoder_attn) in ran for layer in layers)
+    assert ran
+    if case.causal and not case.no_cache:
+        model.generate(batch, attention_mask=mask, max_new_tokens=3, do_sample=False, pad_token_id=case.pad_token_id)

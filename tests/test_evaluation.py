@@ -209,3 +209,64 @@ def test_write_report_compares_models(tmp_path):
     write_report(results, [8, 16], tmp_path)
     table = (tmp_path / "results.md").read_text()
     assert "| `a` | 10.00 | n/a (positions) |" in table and "| `b` | 12.50 | 13.00 |" in table
+
+
+def dropout_models() -> dict[str, torch.nn.Module]:
+    """A tiny GPT-2 (with GPT-2's vocabulary, for prompts and texts) and a tiny BERT, each with heavy dropout."""
+    torch.manual_seed(0)
+    drop = {"resid_pdrop": 0.5, "embd_pdrop": 0.5, "attn_pdrop": 0.5}
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=4, n_positions=128, **drop))
+    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, hidden_dropout_prob=0.5, attention_probs_dropout_prob=0.5)  # fmt: skip
+    return {"gpt2": gpt2, "bert": BertForMaskedLM(config)}
+
+
+def test_evaluation_scores_in_eval_mode_and_gives_the_mode_back(tokenizer):
+    """A model fresh from training (dropout on, one block frozen in eval mode) scores as in eval mode, is in eval mode
+    at every forward, and comes back with every submodule in the mode it had."""
+    from hf_posenc.evaluation import heldout_bpc
+    from hf_posenc.evaluation.perplexity import token_losses
+
+    models = dropout_models()
+    book = data.text("austen_emma")[:6000]
+    docs = [torch.randint(0, 100, (70,)), torch.randint(0, 100, (40,))]
+    calls = {
+        "chunked_perplexity": ("gpt2", lambda m: chunked_perplexity(m, docs, 16)),
+        "sliding_window_perplexity": ("gpt2", lambda m: sliding_window_perplexity(m, docs, 16, stride=8)),
+        "token_losses": ("gpt2", lambda m: token_losses(m, docs[0][:64].view(4, 16)).tolist()),
+        "masked_lm_loss": ("bert", lambda m: masked_lm_loss(m, docs, 16, mask_token_id=3, special_ids=(1, 2))),
+        "passkey_retrieval": ("gpt2", lambda m: passkey_retrieval(m, tokenizer, [96], depths=(0.5,), trials=2)),
+        "heldout_bpc": ("gpt2", lambda m: heldout_bpc(m, tokenizer, [book], window=32, max_windows_per_text=4)),
+        "evaluate_long_context": (
+            "gpt2",
+            lambda m: evaluate_long_context(
+                m, tokenizer, [book], [32, 96], max_tokens=192, passkey_trials=1, passkey_depths=(0.5,), progress=False
+            ),
+        ),
+    }
+    for name, (family, score) in calls.items():
+        model = models[family].eval()
+        expected = score(model)
+        model.train()
+        (model.bert.encoder.layer[0] if family == "bert" else model.transformer.h[0]).eval()  # frozen in eval mode
+        modes = [module.training for module in model.modules()]
+        seen: list[bool] = []
+
+        def record_mode(module, args, seen=seen):
+            seen.append(any(m.training for m in module.modules()))
+
+        hook = model.register_forward_pre_hook(record_mode)
+        try:
+            assert score(model) == expected, name
+        finally:
+            hook.remove()
+        assert seen and not any(seen), name  # every forward ran with dropout off
+        assert [module.training for module in model.modules()] == modes, name
+
+    from hf_posenc.evaluation import eval_mode
+
+    model = models["gpt2"].train()
+    with pytest.raises(RuntimeError), eval_mode(model):
+        assert not model.training
+        raise RuntimeError("a failed measurement")
+    assert all(module.training for module in model.modules())  # given back on an error too

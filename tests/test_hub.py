@@ -317,14 +317,10 @@ def test_save_converted_max_length_explicit_from_evaluation_and_learned_limit(tm
     assert AutoTokenizer.from_pretrained(folder).model_max_length == 1000
     assert model.config.max_position_embeddings == 4 * WINDOW  # saving does not change the model
 
-    evaluation = tmp_path / "eval"
-    evaluation.mkdir()
-    records = [{"length": n, "mode": "masked", "status": s} for n, s in [(32, "ok"), (192, "ok"), (512, "error")]]
-    (evaluation / "results.json").write_text(
-        json.dumps({"lengths": [32, 192, 512], "models": {"m": {"perplexity": records}}})
-    )
+    runs = [(32, "ok", 10.0), (192, "ok", 14.0), (512, "error", None)]
+    evaluation = evaluation_of({"m": (model, [record(n, "masked", s, p) for n, s, p in runs])}, tmp_path / "eval")
     folder = save_converted(model, tmp_path / "evaluated", tokenizer=tokenizer, evaluation_dir=evaluation)
-    assert json.loads((folder / "config.json").read_text())["max_position_embeddings"] == 192  # longest "ok"
+    assert json.loads((folder / "config.json").read_text())["max_position_embeddings"] == 192  # longest validated
     assert AutoTokenizer.from_pretrained(folder).model_max_length == 192
     assert "| declared maximum length | 192 tokens" in (folder / "README.md").read_text()
 
@@ -335,6 +331,75 @@ def test_save_converted_max_length_explicit_from_evaluation_and_learned_limit(tm
     assert not (tmp_path / "learned").exists()
     folder = save_converted(learned, tmp_path / "learned", tokenizer=tokenizer, evaluation_dir=evaluation)
     assert json.loads((folder / "config.json").read_text())["max_position_embeddings"] == 2 * WINDOW  # the table
+
+
+def record(length: int, mode: str, status: str = "ok", perplexity: float | None = None) -> dict:
+    """One perplexity record as `evaluate_long_context` writes it."""
+    return {"length": length, "mode": mode, "status": status, "perplexity": perplexity}
+
+
+def evaluation_of(models: dict[str, tuple], folder: Path) -> Path:
+    """An evaluation folder whose results.json holds each named (model, perplexity records), as `write_report`
+    lays it out, with each model described as `evaluate_long_context` describes it."""
+    from hf_posenc.evaluation import describe
+
+    folder.mkdir()
+    results = {name: {"model": describe(model), "perplexity": records} for name, (model, records) in models.items()}
+    (folder / "results.json").write_text(json.dumps({"lengths": [], "models": results}))
+    return folder
+
+
+def declared(folder: Path) -> int:
+    return json.loads((folder / "config.json").read_text())["n_positions"]
+
+
+def test_declared_length_comes_from_this_models_evaluation_within_a_perplexity_factor(tmp_path):
+    """Only the saved model's own evaluation counts, and a length past the window only when its perplexity stays
+    within VALIDATED_PERPLEXITY_FACTOR of the in-window perplexity, at it and every evaluated length before it."""
+    from hf_posenc.hub.save import VALIDATED_PERPLEXITY_FACTOR
+
+    rope = tiny_gpt2("rope")
+    base = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, n_positions=8 * WINDOW, vocab_size=64))
+    factor = VALIDATED_PERPLEXITY_FACTOR
+    runs = {32: 10.0, 64: 10.0 * factor - 1, 128: 10.0 * factor, 256: 10.0 * factor + 1, 512: 11.0}
+    sliding = [record(n, "sliding", "ok", p / 2) for n, p in runs.items()]
+    evaluation = evaluation_of(
+        {
+            "base": (base, [record(n, "chunked", "ok", 5.0) for n in (256, 1024)]),  # another model, longer lengths
+            "rope": (rope, [record(n, "chunked", "ok", p) for n, p in runs.items()] + sliding),
+        },
+        tmp_path / "eval",
+    )
+    folder = save_converted(rope, tmp_path / "ckpt", evaluation_dir=evaluation)
+    assert declared(folder) == 128  # 256 is past the factor; 512, within it again, is not reached
+    card = (folder / "README.md").read_text()
+    assert "| declared maximum length | 128 tokens" in card
+    assert f"within {factor:g}x of the in-window perplexity" in card and "model `rope`" in card
+
+    sliding[1]["status"] = "error"  # a mode that did not run at 64 validates nothing past the window
+    evaluation = evaluation_of({"rope": (rope, sliding)}, tmp_path / "eval-error")
+    folder = save_converted(rope, tmp_path / "default", evaluation_dir=evaluation)
+    assert declared(folder) == 4 * WINDOW and "not validated by an evaluation" in (folder / "README.md").read_text()
+
+    folder = save_converted(
+        rope, tmp_path / "other", evaluation_dir=evaluation_of({"base": (base, [])}, tmp_path / "b")
+    )
+    assert declared(folder) == 4 * WINDOW  # the file holds no evaluation of this model
+    assert "no evaluation of this model" in (folder / "README.md").read_text()
+
+
+def test_several_evaluations_of_like_models_need_a_name(tmp_path):
+    rope = tiny_gpt2("rope")
+    evaluation = evaluation_of(
+        {name: (rope, [record(32, "chunked", "ok", 10.0), record(n, "chunked", "ok", 11.0)]) for name, n in
+         [("seed0", 64), ("seed1", 96)]},
+        tmp_path / "eval",
+    )  # fmt: skip
+    with pytest.raises(hf_posenc.PositionEncodingError, match=r"several models like this one \(seed0, seed1\)"):
+        save_converted(rope, tmp_path / "ckpt", evaluation_dir=evaluation)
+    assert not (tmp_path / "ckpt").exists()
+    assert declared(save_converted(rope, tmp_path / "seed1", evaluation_dir=evaluation)) == 96  # named after it
+    assert declared(save_converted(rope, tmp_path / "x", evaluation_dir=evaluation, max_length=200)) == 200
 
 
 def test_card_follows_the_encoding_what_conversion_changes_and_its_limits():
@@ -373,6 +438,33 @@ def test_card_follows_the_encoding_what_conversion_changes_and_its_limits():
     assert "this encoder is order-blind" in build_model_card(bert.config).text
     bert, _ = tiny_bert_and_tokenizer()
     assert "this encoder is order-blind" in build_model_card(hf_posenc.convert(bert, "t5_bias").config).text
+
+
+@pytest.mark.parametrize("family", ["bart", "mbart"])
+def test_card_describes_each_stack_of_an_encoder_decoder(family):
+    """BART's encoder is bidirectional, its decoder causal: the card describes each stack's own encoding, so the
+    encoder is order-blind under `nope` (and under `t5_bias` learned from zero) while the decoder keeps its mask."""
+    from tests.cases import CASES
+
+    case = next(case for case in CASES if case.name == family)
+    for name, init in [("nope", {}), ("t5_bias", {}), ("t5_bias", {"init": "alibi"})]:
+        with warnings.catch_warnings():  # the order-blind warning, however it is given
+            warnings.simplefilter("ignore")
+            config = hf_posenc.convert(case.build(), name, **init).config
+        text = build_model_card(config).text
+        expect = text.split("## What to expect")[1].split("## Fine-tuning")[0]
+        cls, options = registered_encodings()[name], config.position_encoding_options
+        blind, causal = cls.describe_limits(options, False), cls.describe_limits(options, True)
+        if init:  # ALiBi's starting penalties do not depend on the direction: one line
+            assert blind == causal and f"- **Limits of `{name}`**: {causal}" in expect
+            assert "order-blind" not in expect
+        else:
+            assert f"  - the encoder (bidirectional): {blind}" in expect and "order-blind" in blind
+            assert f"  - the decoder (causal): {causal}" in expect and "order-blind" not in causal
+            assert f"- **Limits of `{name}`**: " not in expect
+        assert ("Order comes only from the causal mask" in expect) == (name == "nope")
+        stacks = "`encoder` (bidirectional), `decoder` (causal)"
+        assert f"| stacks, each with its own `{name}` encoding | {stacks} |" in text
 
 
 def test_card_says_whether_the_model_was_fine_tuned_after_the_swap(tmp_path):

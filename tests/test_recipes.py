@@ -553,3 +553,33 @@ def test_swap_study_workers_give_the_runs_of_a_single_process(tmp_path, monkeypa
     for seed in one:
         assert one[seed]["training"]["probes"] == two[seed]["training"]["probes"]
         assert one[seed]["long_context"]["perplexity"] == two[seed]["long_context"]["perplexity"]
+
+
+def test_a_tokenizer_that_cannot_be_loaded_is_one_error_line(workspace, tmp_path, capsys):
+    """A model folder without tokenizer files (transformers loads it as an empty tokenizer), or a tokenizer that is
+    not there, stops the evaluation with one line naming it; no other tokenizer stands in unless it is named."""
+    root, files = workspace
+    model = AutoModelForCausalLM.from_pretrained(root / "base")
+    model.save_pretrained(tmp_path / "bare")  # the weights without the tokenizer
+    capsys.readouterr()
+    args = ["--out_dir", str(tmp_path / "out"), "--texts", str(files["held"]), "--max_tokens", "64", "--no_passkey"]
+    for model_args, named in [
+        (["--model", str(tmp_path / "bare")], tmp_path / "bare"),
+        (["--model", str(root / "base"), "--tokenizer_name", str(tmp_path / "missing")], tmp_path / "missing"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli(eval_long_context.main, [*model_args, *args])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: Could not load a tokenizer from '{named}': "), err
+        assert not (tmp_path / "out").exists()
+
+    from hf_posenc.training.model import SHIPPED_GPT2, load_tokenizer
+
+    shipped = load_tokenizer(str(tmp_path / "bare"), SHIPPED_GPT2)  # asked for by name
+    assert len(shipped) == len(data.gpt2_tokenizer()) and shipped.pad_token == shipped.eos_token
+    run_cli(eval_long_context.main, ["--model", str(tmp_path / "bare"), "--tokenizer_name", SHIPPED_GPT2, *args])
+    statuses = [
+        r["status"] for r in json.loads((tmp_path / "out" / "results.json").read_text())["models"]["bare"]["perplexity"]
+    ]
+    assert statuses and set(statuses) <= {"ok", "unsupported"}

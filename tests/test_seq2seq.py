@@ -52,11 +52,12 @@ STACKS = ("encoder", "decoder")
 @seq2seq
 @encodings
 def test_cross_attention_is_untouched(case, encoding):
-    """Cross-attention keeps its class, and it has no positions: permuting the encoder's states (with their mask)
-    leaves the decoder's output unchanged, whatever encoding the stacks use."""
+    """Cross-attention runs its original code (its class's own forward, reached with no position context), and it has
+    no positions: permuting the encoder's states (with their mask) leaves the decoder's output unchanged, whatever
+    encoding the stacks use."""
     model = converted(case, encoding)
     original_class = type(case.build().model.decoder.layers[0].encoder_attn)
-    assert all(type(layer.encoder_attn) is original_class for layer in model.model.decoder.layers)
+    assert all(isinstance(layer.encoder_attn, original_class) for layer in model.model.decoder.layers)
     source, target = ids(2, 3 * WINDOW), ids(2, 2 * WINDOW, seed=2)
     mask = torch.ones_like(source)
     mask[1, -9:] = 0

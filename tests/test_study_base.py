@@ -93,6 +93,25 @@ def test_retrieval_blocks_are_exact_passkey_prompts(tokenizer):
     assert [b["key"] for b in other] != [b["key"] for b in blocks]
 
 
+def test_every_key_fits_at_the_shortest_block_size():
+    """GPT-2 splits many keys into more tokens than 99999: the shortest prompt holds the longest of them, so blocks
+    of that size (and one more) are exact passkey prompts whatever the seed draws."""
+    from hf_posenc.data import gpt2_tokenizer
+    from hf_posenc.training.retrieval_mix import shortest_prompt
+
+    tokenizer = gpt2_tokenizer()
+    shortest = shortest_prompt(tokenizer, 1024)
+    for block_size in (shortest, shortest + 1):
+        for seed in range(200):
+            for packed in (False, True):
+                (block,) = retrieval_blocks(tokenizer, block_size, 9, fraction=0.1, seed=seed, packed=packed)
+                ids, length, answer = block["input_ids"], block["length"], block["answer"]
+                assert len(ids) == block_size and length >= shortest
+                assert ids[length - len(answer) : length] == answer == tokenizer(f" {block['key']}")["input_ids"]
+    with pytest.raises(ValueError, match=f"needs {shortest} tokens"):
+        shortest_prompt(tokenizer, shortest - 1)
+
+
 def test_mixture_fraction_is_exact(tokenizer):
     import datasets
 

@@ -2,12 +2,14 @@
 masked-LM loss for encoders, and the report (results.json, results.md, PNG plots).
 
 Entry point: `evaluate_long_context(model, tokenizer, texts, lengths, *, stride=None, passkey=True, out_dir=None)`.
-For several models: evaluate each, then `write_report({name: result, ...}, lengths, out_dir)`.
+For several models: evaluate each, then `write_report({name: result, ...}, lengths, out_dir)`. Every function that
+scores a model does so in eval mode (`eval_mode`) and gives the model back in the mode it came in.
 """
 
 from .bpc import bits_per_character, heldout_bpc, heldout_windows, score_windows, unigram_bpc
 from .limits import describe, is_causal_lm, lm_objective, max_context, trained_context_length
 from .long_context import evaluate_long_context, tokenize_documents
+from .modes import eval_mode
 from .passkey import build_prompt, passkey_retrieval
 from .perplexity import chunked_perplexity, masked_lm_loss, sliding_window_perplexity
 
@@ -27,6 +29,7 @@ __all__ = [
     "build_prompt",
     "chunked_perplexity",
     "describe",
+    "eval_mode",
     "evaluate_long_context",
     "heldout_bpc",
     "heldout_windows",

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .modes import evaluates
+
 
 def bits_per_character(total_nll_nats: float, num_chars: int) -> float:
     """Convert a summed NLL in nats over text of `num_chars` characters to bits per character."""
@@ -50,14 +52,13 @@ def heldout_windows(
 
 
 @torch.inference_mode()
+@evaluates
 def score_windows(model: nn.Module, tokenizer: Any, windows: Sequence[Sequence[int]], batch_size: int = 16) -> dict:
     """Score a causal LM on equal-length token windows, each starting at position 0. Each window's first token is
     context only; the others are scored. Returns {"bpc", "perplexity", "loss", "tokens", "chars", "windows",
     "window_losses"} (the mean loss of each window, for a bootstrap over windows); chars are those of the scored
     tokens' text."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     total_nll, tokens, chars, window_losses = 0.0, 0, 0, []
     for i in range(0, len(windows), batch_size):
         batch = torch.tensor(windows[i : i + batch_size], device=device)
@@ -67,7 +68,6 @@ def score_windows(model: nn.Module, tokenizer: Any, windows: Sequence[Sequence[i
         window_losses.extend((nll / (batch.shape[1] - 1)).tolist())
         tokens += batch[:, 1:].numel()
         chars += sum(len(tokenizer.decode(w[1:])) for w in windows[i : i + batch_size])
-    model.train(was_training)
     loss = total_nll / tokens
     return {
         "bpc": bits_per_character(total_nll, chars),

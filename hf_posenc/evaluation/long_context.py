@@ -12,6 +12,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .limits import describe, lm_objective
+from .modes import evaluates
 from .passkey import passkey_retrieval
 from .perplexity import chunked_perplexity, masked_lm_loss, safely, sliding_window_perplexity
 
@@ -38,6 +39,7 @@ def tokenize_documents(tokenizer: Any, texts: list[str]) -> list[torch.Tensor]:
         tokenizer.model_max_length = saved
 
 
+@evaluates
 def evaluate_long_context(
     model: nn.Module,
     tokenizer: Any,
@@ -80,8 +82,6 @@ def evaluate_long_context(
         raise ValueError(NO_LM_HEAD.format(name=type(model).__name__))
     if objective == "masked" and getattr(tokenizer, "mask_token_id", None) is None:
         raise ValueError("The masked-LM evaluation needs a tokenizer with a mask token; this one has none.")
-    was_training = model.training
-    model.eval()
     documents = list(texts) if tokenized else tokenize_documents(tokenizer, texts)
     causal = objective == "causal"
     records: list[dict[str, Any]] = []
@@ -104,7 +104,6 @@ def evaluate_long_context(
         passkey_result = passkey_retrieval(
             model, tokenizer, lengths, depths=passkey_depths, trials=passkey_trials, seed=passkey_seed
         )
-    model.train(was_training)
     result = {
         "model": describe(model),
         "objective": "causal" if causal else "masked",

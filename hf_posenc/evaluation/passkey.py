@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .limits import max_context
+from .modes import evaluates
 
 INTRO = (
     "There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
@@ -51,6 +52,7 @@ def build_prompt(tokenizer: Any, length: int, depth: float, key: int) -> tuple[l
 
 
 @torch.inference_mode()
+@evaluates
 def passkey_retrieval(
     model: nn.Module,
     tokenizer: Any,

@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .limits import max_context
+from .modes import evaluates
 
 
 def _record(length: int, mode: str, status: str, **extra: Any) -> dict[str, Any]:
@@ -57,6 +58,7 @@ def chunk_rows(documents: list[torch.Tensor], length: int, max_chunks: int | Non
 
 
 @torch.inference_mode()
+@evaluates
 def token_losses(model: nn.Module, chunks: torch.Tensor, batch_tokens: int = 2048) -> torch.Tensor:
     """[N, length - 1] next-token losses of a causal LM on each chunk (position p predicts token p + 1)."""
     device = _device(model)
@@ -74,6 +76,7 @@ def next_token_losses(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(flat, ids[:, 1:].reshape(-1), reduction="none").view(ids.shape[0], -1)
 
 
+@evaluates
 def chunked_perplexity(
     model: nn.Module, documents: list[torch.Tensor], length: int, max_tokens: int = 32768, bins: int = 32
 ) -> dict[str, Any]:
@@ -107,6 +110,7 @@ def chunked_perplexity(
 
 
 @torch.inference_mode()
+@evaluates
 def sliding_window_perplexity(
     model: nn.Module, documents: list[torch.Tensor], length: int, stride: int | None = None, max_tokens: int = 32768
 ) -> dict[str, Any]:
@@ -151,6 +155,7 @@ def sliding_window_perplexity(
 
 
 @torch.inference_mode()
+@evaluates
 def masked_lm_loss(
     model: nn.Module,
     documents: list[torch.Tensor],

@@ -83,11 +83,13 @@ def build_model_card(
     repo_id: str | None = None,
     evaluation_dir: str | Path | None = None,
     training: bool | dict[str, Any] | str | Path | None = None,
+    max_length_source: str | None = None,
 ) -> ModelCard:
     """A card for a converted model. `evaluation_dir` is the checkpoint's own `evaluation/` folder, if any:
     its `results.md` table and PNG plots are shown (paths relative to the checkpoint). `training` says whether the
     model was fine-tuned after the swap (see `training_record`). `base_model` goes into the metadata only when it is a
-    Hub id; a local folder is named by its last part, never by its path."""
+    Hub id; a local folder is named by its last part, never by its path. `max_length_source` says how the declared
+    maximum length was chosen (`save_converted` passes it)."""
     encoding = config.position_encoding
     options = config.position_encoding_options or {}
     tag, auto = _head(getattr(config, "architectures", None))
@@ -99,7 +101,9 @@ def build_model_card(
         tags=["hf_posenc", "position-encoding", encoding, config.model_type],
     )
     record = training_record(training)
-    body = "\n".join(_body(config, encoding, options, auto, base_model, repo_id, evaluation_dir, record))
+    body = "\n".join(
+        _body(config, encoding, options, auto, base_model, repo_id, evaluation_dir, record, max_length_source)
+    )
     return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
 
 
@@ -189,14 +193,37 @@ def _is_hub_id(name: str | None) -> bool:
     return True
 
 
-def _is_causal(config: Any) -> bool:
+def stack_directions(config: Any) -> dict[str, tuple[bool, dict[str, Any]]]:
+    """Each stack of a converted `config` by name ("" for a model with one stack): whether it is causal, and the
+    options its encoding was built with (the shared ones, updated by the stack's own)."""
     from ..families import FAMILIES
 
     family = next((f for f in FAMILIES.values() if f.config_class.model_type == config.model_type), None)
-    return True if family is None else bool(family.is_causal(config))
+    shared = dict(config.position_encoding_options or {})
+    if family is None:
+        return {"": (True, shared)}
+    own = getattr(config, "stack_position_encoding_options", None) or {}
+    stacks = family.stack_layout(config)
+    return {name: (stack.causal, {**shared, **own.get(name, {})}) for name, stack in stacks.items()}
 
 
-def _body(config, encoding, options, auto, base_model, repo_id, evaluation_dir, training) -> list[str]:
+def _limits(config: Any, encoding: str) -> list[str]:
+    """The encoding's own limits, described for each stack's direction: one line when every stack reads the same."""
+    encoding_cls = get_encoding_class(encoding)
+    stacks = stack_directions(config)
+    lines = {name: encoding_cls.describe_limits(options, causal) for name, (causal, options) in stacks.items()}
+    if len(set(lines.values())) == 1:
+        return [f"- **Limits of `{encoding}`**: {next(iter(lines.values()))}"]
+    return [f"- **Limits of `{encoding}`**, stack by stack:"] + [
+        f"  - the {name} ({_direction(stacks[name][0])}): {line}" for name, line in lines.items()
+    ]
+
+
+def _direction(causal: bool) -> str:
+    return "causal" if causal else "bidirectional"
+
+
+def _body(config, encoding, options, auto, base_model, repo_id, evaluation_dir, training, length_source) -> list[str]:
     name = repo_id or PLACEHOLDER
     encoding_cls = get_encoding_class(encoding)
     window = config.trained_context_length
@@ -240,12 +267,14 @@ def _body(config, encoding, options, auto, base_model, repo_id, evaluation_dir, 
         f"| position encoding | `{encoding}` |",
         f"| options | `{json.dumps(options, sort_keys=True)}` |",
         f"| trained context length | {config.trained_context_length} tokens |",
+        *_stacks_row(config),
         f"| declared maximum length | {config.max_position_embeddings} tokens (`max_position_embeddings`) |",
+        *([f"| how that length was chosen | {_value(length_source)} |"] if length_source else []),
         "",
         "## What to expect",
         "",
         f"- **Inside the trained window** ({window} tokens): {in_window}",
-        f"- **Limits of `{encoding}`**: {encoding_cls.describe_limits(options, _is_causal(config))}",
+        *_limits(config, encoding),
         "",
         *_training_section(training),
         "",
@@ -269,6 +298,15 @@ def _body(config, encoding, options, auto, base_model, repo_id, evaluation_dir, 
     evaluation = _evaluation_section(Path(evaluation_dir)) if evaluation_dir else []
     lines += evaluation or ["", "## Evaluation", "", "No evaluation was attached to this checkpoint when it was saved."]
     return lines + [""]
+
+
+def _stacks_row(config: Any) -> list[str]:
+    """A table row naming each stack and its direction, for a model with several (an encoder-decoder)."""
+    stacks = stack_directions(config)
+    if len(stacks) < 2:
+        return []
+    named = ", ".join(f"`{name}` ({_direction(causal)})" for name, (causal, _) in stacks.items())
+    return [f"| stacks, each with its own `{config.position_encoding}` encoding | {named} |"]
 
 
 def _training_section(training: dict[str, Any] | None) -> list[str]:

@@ -46,15 +46,18 @@ def save_converted(
     Without it, a model converted in this process whose weights have not changed since is recorded as not
     fine-tuned, and any other model as not recorded.
 
-    The declared maximum length (`saved_max_length`) goes into the saved config's position limit and the saved
-    tokenizer's `model_max_length`; `model` and `tokenizer` themselves are left as they were.
+    The declared maximum length (`saved_max_length`: `max_length`, a length declared on the model, or the longest
+    length this model's evaluation in `evaluation_dir` validates) goes into the saved config's position limit and the
+    saved tokenizer's `model_max_length`, and the card says how it was chosen; `model` and `tokenizer` themselves are
+    left as they were.
     A failed save leaves no half-written checkpoint: `out_dir` is either the complete new checkpoint or untouched.
     """
     config = getattr(model, "config", None)
     if not str(getattr(config, "model_type", "")).startswith("posenc_"):
         raise PositionEncodingError("Only converted models can be saved this way: call hf_posenc.convert(...) first.")
-    declared = saved_max_length(config, max_length, evaluation_dir)
     out = Path(out_dir).expanduser().resolve()
+    names = (out.name, repo_id.split("/")[-1]) if repo_id else (out.name,)
+    declared, how = saved_max_length(config, max_length, evaluation_dir, names)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a folder.")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
@@ -76,6 +79,7 @@ def save_converted(
                 repo_id=repo_id,
                 evaluation_dir=evaluation,
                 training=training,
+                max_length_source=how,
             )
         card.save(staging / "README.md")
         _move_into_place(staging, out)
@@ -85,44 +89,125 @@ def save_converted(
     return out
 
 
-def saved_max_length(config: Any, max_length: int | None = None, evaluation_dir: str | Path | None = None) -> int:
-    """The maximum length a saved checkpoint declares: `max_length` when given; otherwise the longest of the
-    length declared on the config (unless it is only conversion's default of 4x the trained window) and the
-    longest length past the trained window that `evaluation_dir/results.json` reports as evaluated successfully;
-    with neither, the config's declared length. Never past the `learned` table."""
+# A length past the trained window counts as validated by an evaluation when the model's perplexity there is at most
+# this many times its in-window perplexity (the same mode: chunks, sliding window or masked-LM).
+VALIDATED_PERPLEXITY_FACTOR = 1.5
+
+
+def saved_max_length(
+    config: Any,
+    max_length: int | None = None,
+    evaluation_dir: str | Path | None = None,
+    names: tuple[str, ...] = (),
+) -> tuple[int, str]:
+    """The maximum length a saved checkpoint declares, and how it was chosen (a sentence for the model card).
+
+    `max_length` when given; otherwise the longer of the length declared on the config (unless it is only
+    conversion's default) and the length `evaluation_dir/results.json` validates for this model (see
+    `validated_length`; `names` are the names the model may have there); with neither, conversion's default
+    (4x the trained window; `learned`: its table size). Never past the `learned` table."""
     encoding, options = config.position_encoding, config.position_encoding_options or {}
     if max_length is not None:
-        return check_max_length(max_length, encoding, options)
+        return check_max_length(max_length, encoding, options), "given when the checkpoint was saved."
     current = declared_max_length(config)
     trained = int(config.trained_context_length)
-    known = [] if current == default_max_length(encoding, options, trained) else [current]
-    evaluated = longest_evaluated_length(Path(evaluation_dir)) if evaluation_dir else None
-    if evaluated is not None and evaluated > trained:
-        limit = position_limit(encoding, options)
-        known.append(evaluated if limit is None else min(evaluated, limit))
-    return max(known) if known else current
+    default = default_max_length(encoding, options, trained)
+    known = [] if current == default else [(current, "declared on the model before saving (`declare_max_length`).")]
+    why_not = ""
+    if evaluation_dir:
+        evaluated, how = validated_length(Path(evaluation_dir), config, names)
+        if evaluated is None:
+            why_not = f" {how}"
+        else:
+            limit = position_limit(encoding, options)
+            known.append((evaluated if limit is None else min(evaluated, limit), how))
+    if known:
+        return max(known, key=lambda item: item[0])
+    if encoding == "learned":
+        return current, f"the size of the learned position table, not validated by an evaluation.{why_not}"
+    return current, f"conversion's default, 4x the trained window, not validated by an evaluation.{why_not}"
 
 
-def longest_evaluated_length(folder: Path) -> int | None:
-    """The longest length with status "ok" in an evaluation folder's results.json (`write_report`'s layout, or one
-    `evaluate_long_context` result), or None when there is none."""
+def validated_length(folder: Path, config: Any, names: tuple[str, ...] = ()) -> tuple[int | None, str]:
+    """The longest length past the trained window that this model's evaluation in `folder/results.json` validates:
+    at it and at every evaluated length between it and the window, every mode scored there ran and has a perplexity
+    of at most `VALIDATED_PERPLEXITY_FACTOR` times that mode's in-window perplexity (at the longest evaluated length
+    within the window). Returns (that length or None, a sentence saying how it was found or why there is none).
+
+    The model's evaluation is the result whose model description (`evaluate_long_context`'s `model`: type, encoding,
+    options and trained window) matches `config`; when several do, the one of those named in `names`; when that still
+    leaves several, PositionEncodingError (pass `max_length` to say which length to declare)."""
     path = folder / "results.json"
-    if not path.is_file():
-        return None
     try:
         results = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None
+    except (OSError, json.JSONDecodeError):
+        return None, "The evaluation folder has no readable results.json."
+    name, result = own_evaluation(results, config, names)
+    if result is None:
+        return None, "results.json has no evaluation of this model (its type, encoding, options and trained window)."
+    window = int(config.trained_context_length)
+    records = [r for r in result.get("perplexity") or [] if isinstance(r, dict) and isinstance(r.get("length"), int)]
+    scored = [r for r in records if _scored(r)]
+    reference: dict[Any, tuple[int, float]] = {}  # mode: (length, perplexity) of the longest in-window measurement
+    for record in scored:
+        if record["length"] <= window and record["length"] >= reference.get(record.get("mode"), (0, 0.0))[0]:
+            reference[record.get("mode")] = (record["length"], float(record["perplexity"]))
+    if not reference:
+        return None, "Its evaluation has no perplexity within the trained window to compare longer lengths with."
+    validated = None
+    for length in sorted({r["length"] for r in records if r["length"] > window}):
+        at_length = [r for r in records if r["length"] == length]
+        if not all(
+            _scored(r)
+            and r.get("mode") in reference
+            and r["perplexity"] <= VALIDATED_PERPLEXITY_FACTOR * reference[r.get("mode")][1]
+            for r in at_length
+        ):
+            break
+        validated = length
+    source = f"`{EVALUATION_DIR}/results.json`{f', model `{name}`' if name else ''}"
+    criterion = f"perplexity within {VALIDATED_PERPLEXITY_FACTOR:g}x of the in-window perplexity"
+    if validated is None:
+        return None, f"No evaluated length past the trained window kept its {criterion} ({source})."
+    return validated, f"the longest evaluated length up to which every length kept its {criterion} ({source})."
+
+
+def _scored(record: dict[str, Any]) -> bool:
+    return record.get("status") == "ok" and isinstance(record.get("perplexity"), (int, float))
+
+
+def own_evaluation(results: Any, config: Any, names: tuple[str, ...] = ()) -> tuple[str, dict[str, Any] | None]:
+    """(name, result) of the model `config` describes in a results.json (`write_report`'s `{"models": {name:
+    result}}`, or one `evaluate_long_context` result), matched by its model description; ("", None) when none
+    matches; PositionEncodingError when several match and `names` does not single one out."""
     models = results.get("models") if isinstance(results, dict) else None
-    evaluations = list(models.values()) if isinstance(models, dict) else [results]
-    lengths = [
-        int(record["length"])
-        for evaluation in evaluations
-        if isinstance(evaluation, dict)
-        for record in evaluation.get("perplexity") or []
-        if isinstance(record, dict) and record.get("status") == "ok" and isinstance(record.get("length"), int)
-    ]
-    return max(lengths, default=None)
+    if isinstance(models, dict):
+        evaluations = {str(key): value for key, value in models.items() if isinstance(value, dict)}
+    else:
+        evaluations = {"": results} if isinstance(results, dict) else {}
+    matches = {key: value for key, value in evaluations.items() if describes(value.get("model"), config)}
+    if len(matches) > 1:
+        named = {key: value for key, value in matches.items() if key in names}
+        if len(named) != 1:
+            raise PositionEncodingError(
+                f"The evaluation's results.json holds several models like this one ({', '.join(sorted(matches))}) "
+                "and none is named after the checkpoint; pass max_length (--max-length) to declare a length."
+            )
+        matches = named
+    return next(iter(matches.items()), ("", None))
+
+
+def describes(description: Any, config: Any) -> bool:
+    """True when an evaluation's model description (`hf_posenc.evaluation.describe`) fits the converted `config`."""
+    if not isinstance(description, dict):
+        return False
+    options = json.loads(json.dumps(config.position_encoding_options or {}, default=str))
+    return (
+        description.get("model_type") == config.model_type
+        and description.get("position_encoding") == config.position_encoding
+        and description.get("position_encoding_options") == options
+        and description.get("trained_context_length") == int(config.trained_context_length)
+    )
 
 
 def save_tokenizer(tokenizer: Any, folder: str | Path, max_length: int | None) -> None:

@@ -38,7 +38,14 @@ from transformers.models.bart.modeling_bart import (
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
-from .posenc_base import PositionContext, PositionEncoding, cache_and_positions, default_position_ids, mask_key_length
+from .posenc_base import (
+    PositionContext,
+    PositionEncoding,
+    attention_kwargs,
+    cache_and_positions,
+    default_position_ids,
+    mask_key_length,
+)
 from .posenc_family import (
     Family,
     PosEncModelMixin,
@@ -63,7 +70,8 @@ class PosEncBartConfig(BartConfig):
 
 class PosEncSelfAttentionMixin:
     """Self-attention rotates q/k before the cache and takes the bias through the mask or score_mod; cross-attention
-    (`key_value_states` given) runs the original code untouched."""
+    (`key_value_states` given) runs the original code untouched, without the position context. Either passes on to the
+    attention function only the keywords transformers documents for it (`attention_kwargs`)."""
 
     def forward(
         self,
@@ -77,7 +85,7 @@ class PosEncSelfAttentionMixin:
         cache = kwargs.pop("past_key_values", cache)
         if key_value_states is not None:
             return super().forward(
-                hidden_states, key_value_states, cache=cache, attention_mask=attention_mask, **kwargs
+                hidden_states, key_value_states, cache=cache, attention_mask=attention_mask, **attention_kwargs(kwargs)
             )
         shape = (*hidden_states.shape[:-1], -1, self.head_dim)
         query = self.q_proj(hidden_states).view(shape).transpose(1, 2)
@@ -97,7 +105,7 @@ class PosEncSelfAttentionMixin:
             attention_mask,
             dropout=0.0 if not self.training else self.dropout,
             scaling=self.scaling,
-            **kwargs,
+            **attention_kwargs(kwargs),
         )
         attn_output = attn_output.reshape(*hidden_states.shape[:-1], -1).contiguous()
         return self.out_proj(attn_output), attn_weights
@@ -322,7 +330,9 @@ def adopt_seq2seq(model, base_class: type, stack_classes: dict[str, type], atten
         if hasattr(module, "embed_positions"):
             del module.embed_positions
         for layer in module.layers:
-            layer.self_attn.__class__ = attention_class  # cross-attention (`encoder_attn`) keeps its class
+            layer.self_attn.__class__ = attention_class
+            if hasattr(layer, "encoder_attn"):  # cross-attention: the original code, given only documented keywords
+                layer.encoder_attn.__class__ = attention_class
         encoding = build_position_encoding(model.config, stack.causal, stack, name)
         encodings[name] = attach_encoding(module, encoding, module.embed_tokens.weight)
     return encodings

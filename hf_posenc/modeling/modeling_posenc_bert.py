@@ -30,7 +30,7 @@ from transformers.models.bert.modeling_bert import (
 from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
-from .posenc_base import PositionContext, cache_and_positions, mask_key_length
+from .posenc_base import PositionContext, attention_kwargs, cache_and_positions, mask_key_length
 from .posenc_family import Family, PosEncModelMixin, attach_encoding, build_position_encoding
 
 
@@ -89,7 +89,7 @@ class PosEncBertSelfAttention(BertSelfAttention):
             attention_mask,
             dropout=0.0 if not self.training else self.dropout.p,
             scaling=self.scaling,
-            **kwargs,
+            **attention_kwargs(kwargs),
         )
         return attn_output.reshape(*input_shape, -1).contiguous(), attn_weights
 

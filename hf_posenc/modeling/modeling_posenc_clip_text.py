@@ -34,7 +34,7 @@ from transformers.models.clip.modeling_clip import (
 from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
-from .posenc_base import PositionContext, default_position_ids
+from .posenc_base import PositionContext, attention_kwargs, default_position_ids
 from .posenc_family import Family, PosEncModelMixin, attach_encoding, build_position_encoding
 
 
@@ -85,7 +85,7 @@ class PosEncCLIPAttention(CLIPAttention):
             attention_mask,
             scaling=self.scale,
             dropout=0.0 if not self.training else self.dropout,
-            **kwargs,
+            **attention_kwargs(kwargs),
         )
         return self.out_proj(attn_output.reshape(*input_shape, -1).contiguous()), attn_weights
 

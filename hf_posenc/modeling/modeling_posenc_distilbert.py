@@ -26,7 +26,7 @@ from transformers.models.distilbert.modeling_distilbert import (
 from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
-from .posenc_base import PositionContext, default_position_ids
+from .posenc_base import PositionContext, attention_kwargs, default_position_ids
 from .posenc_family import Family, PosEncModelMixin, attach_encoding, build_position_encoding
 
 
@@ -77,7 +77,7 @@ class PosEncDistilBertSelfAttention(DistilBertSelfAttention):
             attention_mask,
             dropout=0.0 if not self.training else self.dropout.p,
             scaling=self.scaling,
-            **kwargs,
+            **attention_kwargs(kwargs),
         )
         return self.out_lin(attn_output.reshape(*input_shape, -1).contiguous()), attn_weights
 

@@ -24,7 +24,7 @@ from transformers.models.gpt2.modeling_gpt2 import (
 from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
-from .posenc_base import PositionContext, cache_and_positions, mask_key_length
+from .posenc_base import PositionContext, attention_kwargs, cache_and_positions, mask_key_length
 from .posenc_family import Family, PosEncModelMixin, attach_encoding, build_position_encoding
 
 
@@ -73,7 +73,7 @@ class PosEncGPT2Attention(GPT2Attention):
                 attention_mask,
                 dropout=self.attn_dropout.p if self.training else 0.0,
                 scaling=self.scaling,
-                **kwargs,
+                **attention_kwargs(kwargs),
             )
         attn_output = attn_output.reshape(*attn_output.shape[:-2], -1).contiguous()
         attn_output = self.resid_dropout(self.c_proj(attn_output))

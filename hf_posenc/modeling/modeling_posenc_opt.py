@@ -27,7 +27,7 @@ from transformers.models.opt.modeling_opt import (
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
-from .posenc_base import PositionContext, cache_and_positions, mask_key_length
+from .posenc_base import PositionContext, attention_kwargs, cache_and_positions, mask_key_length
 from .posenc_family import Family, PosEncModelMixin, attach_encoding, build_position_encoding
 
 
@@ -71,7 +71,7 @@ class PosEncOPTAttention(OPTAttention):
             attention_mask,
             dropout=0.0 if not self.training else self.dropout,
             scaling=1.0,  # OPT scales the query before the product
-            **kwargs,
+            **attention_kwargs(kwargs),
         )
         attn_output = attn_output.reshape(*hidden_states.shape[:-1], -1).contiguous()
         return self.out_proj(attn_output), attn_weights

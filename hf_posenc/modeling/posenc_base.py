@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 from transformers.cache_utils import DynamicCache
+from transformers.utils.generic import TransformersKwargs
 
 KINDS = ("input", "rotary", "bias", "none")
 ALL_BACKENDS = ("eager", "sdpa", "flex_attention", "flash_attention_2", "flash_attention_3")
@@ -274,6 +275,18 @@ class PositionContext:
         if self.bias_tables is not None and self.backend.startswith("flex"):
             return _flex_with_distance_bias(self, layer_idx)
         return ALL_ATTENTION_FUNCTIONS.get_interface(self.backend, default)
+
+
+# The keywords transformers' attention interface documents for what a layer passes on (`TransformersKwargs`); an
+# attention function gets these and its own named arguments (dropout, scaling, ...), nothing else.
+ATTENTION_KWARGS = frozenset(TransformersKwargs.__required_keys__ | TransformersKwargs.__optional_keys__)
+
+
+def attention_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The part of a layer's `kwargs` an attention function may receive (`ATTENTION_KWARGS`): what else reaches a layer
+    (`position_context`, `use_cache`, ...) stays out, since a backend may reject or misread a keyword it does not
+    know."""
+    return {key: value for key, value in kwargs.items() if key in ATTENTION_KWARGS}
 
 
 def bias_index(query_length: int, key_length: int, device: torch.device) -> torch.Tensor:

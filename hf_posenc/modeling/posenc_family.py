@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .posenc_all import get_encoding_class
+from .posenc_all import get_encoding_class, registered_encodings
 from .posenc_base import ModelInfo, PositionEncoding
 
 POSENC_CONFIG_FIELDS = ("position_encoding", "position_encoding_options", "trained_context_length")
@@ -147,7 +147,19 @@ def attach_encoding(base: nn.Module, encoding: PositionEncoding, reference: torc
     return base.position_encoding
 
 
+def is_position_encoding(module: nn.Module) -> bool:
+    """True for a position encoding: an instance of this package's classes, or of a registered encoding's namesake
+    (same `name` and class name) from another copy of this code, as a checkpoint loaded with `trust_remote_code=True`
+    defines its own classes."""
+    if isinstance(module, PositionEncoding):
+        return True
+    name = getattr(type(module), "name", None)
+    registered = registered_encodings().get(name) if isinstance(name, str) else None
+    return registered is not None and type(module).__name__ == registered.__name__
+
+
 def position_encodings(model: nn.Module) -> dict[str, PositionEncoding]:
     """Every position encoding in `model` by module path: one per stack (`model.position_encoding`,
-    `model.encoder.position_encoding`, ...)."""
-    return {name: module for name, module in model.named_modules() if isinstance(module, PositionEncoding)}
+    `model.encoder.position_encoding`, ...), whether its classes come from this package or from a checkpoint's
+    remote code."""
+    return {name: module for name, module in model.named_modules() if is_position_encoding(module)}

@@ -19,6 +19,13 @@ class TrainConfig:
     """Everything a fine-tuning or pretraining run needs. Flags override keys of a --config YAML file."""
 
     model_name_or_path: str | None = field(default=None, metadata={"help": "Hub id or local folder of the model."})
+    tokenizer_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Tokenizer Hub id or folder (default: the model's own); hf_posenc:gpt2 is the GPT-2 tokenizer "
+            "shipped with hf_posenc (pretrain_clm's default without --model_name_or_path)."
+        },
+    )
     encoding: str | None = field(default=None, metadata={"help": "Position encoding to convert to (none: keep)."})
     encoding_options: str | None = field(default=None, metadata={"help": "JSON options, e.g. '{\"theta\": 10000}'."})
     output_dir: str = field(default="outputs/run", metadata={"help": "Where the model, logs and checkpoints go."})

@@ -30,22 +30,32 @@ def load_model(cfg: TrainConfig, auto_class: Any) -> nn.Module:
     return convert_if_asked(model, cfg.encoding, cfg.options())
 
 
-def load_tokenizer(name_or_path: str | None) -> Any:
-    """The model's own tokenizer, or the shipped GPT-2 tokenizer when the folder has none (or no name is given)."""
+SHIPPED_GPT2 = "hf_posenc:gpt2"  # the name that asks for the GPT-2 tokenizer shipped with hf_posenc
+
+
+def load_tokenizer(name_or_path: str | None, tokenizer_name: str | None = None) -> Any:
+    """The tokenizer `tokenizer_name` names, else the model's own at `name_or_path` (a Hub id or folder), with the pad
+    token set to EOS where it has none. `SHIPPED_GPT2` names the GPT-2 tokenizer shipped with hf_posenc, which is also
+    what no name at all gives (a model pretrained from scratch). One that cannot be loaded, or loads without a
+    vocabulary (a folder without tokenizer files), is a RecipeError naming it and the cause: never another tokenizer."""
     from transformers import AutoTokenizer
 
     from .. import data
 
-    if name_or_path:
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-        except (OSError, ValueError, TypeError):
-            tokenizer = None
-        if tokenizer is not None:
-            if tokenizer.pad_token is None:
-                tokenizer.pad_token = tokenizer.eos_token
-            return tokenizer
-    return data.gpt2_tokenizer()
+    name = tokenizer_name or name_or_path
+    if not name or name == SHIPPED_GPT2:
+        return data.gpt2_tokenizer()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    except Exception as err:  # the cause is named in the message: a missing folder, no network, missing files
+        cause = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RecipeError(f"Could not load a tokenizer from {name!r}: {cause}") from None
+    ids = tokenizer.encode("The tokenizer reads this.", add_special_tokens=False)
+    if not ids or all(i == tokenizer.unk_token_id for i in ids):
+        raise RecipeError(f"Could not load a tokenizer from {name!r}: it has no vocabulary (no tokenizer files?).")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def check_gpt2_shape(n_layer: int, n_embd: int, n_head: int) -> None:

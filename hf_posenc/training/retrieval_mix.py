@@ -12,12 +12,14 @@ independent draws. The whole block is trained on (filler included), as for text 
 from __future__ import annotations
 
 import random
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from ..evaluation.passkey import build_prompt
+from ..evaluation.passkey import INTRO, KEY_SENTENCE, QUESTION, build_prompt, encode
 
 DEFAULT_SEED = 1234  # the evaluation draws its keys from random.Random(0)
+KEYS = range(10000, 100000)  # the passkeys: every 5-digit number
 
 
 def retrieval_count(num_text_blocks: int, fraction: float, other: float = 0.0) -> int:
@@ -42,11 +44,33 @@ def copy_blocks(tokenizer: Any, block_size: int, count: int, seed: int = DEFAULT
 
 
 def shortest_prompt(tokenizer: Any, max_length: int) -> int:
-    """The shortest length that holds a passkey prompt and its answer (no filler)."""
-    for length in range(1, max_length + 1):
-        if build_prompt(tokenizer, length, 0.0, 99999) is not None:
-            return length
-    raise ValueError(f"A passkey prompt does not fit in {max_length} tokens with this tokenizer.")
+    """The shortest length that holds a passkey prompt and its answer (no filler) for every key: the intro and the
+    question, plus the most tokens any key's sentence and answer take (`longest_key_tokens`)."""
+    intro, question = encode(tokenizer, INTRO), encode(tokenizer, QUESTION)
+    length = len(intro) + len(question) + longest_key_tokens(tokenizer)
+    if length > max_length:
+        raise ValueError(f"A passkey prompt needs {length} tokens with this tokenizer, more than {max_length}.")
+    return length
+
+
+_KEY_TOKENS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # longest_key_tokens by tokenizer
+
+
+def longest_key_tokens(tokenizer: Any) -> int:
+    """The most tokens that a key's sentence and answer take together in a passkey prompt, over every key in `KEYS`
+    (a key's digits can tokenise into more pieces than 99999's). Two batch tokenizer calls, once per tokenizer (and
+    again when tokens are added to it)."""
+    cached = _KEY_TOKENS.get(tokenizer)
+    if cached is not None and cached[0] == len(tokenizer):
+        return cached[1]
+    counts = []
+    for template in (KEY_SENTENCE, " {key}"):
+        texts = [template.format(key=key) for key in KEYS]
+        encoded = tokenizer(texts, add_special_tokens=False, return_attention_mask=False)["input_ids"]
+        counts.append([len(ids) for ids in encoded])
+    longest = max(sentence + answer for sentence, answer in zip(*counts))
+    _KEY_TOKENS[tokenizer] = (len(tokenizer), longest)
+    return longest
 
 
 def retrieval_blocks(
@@ -69,14 +93,14 @@ def retrieval_blocks(
     low = max(block_size // 4, shortest_prompt(tokenizer, block_size))
     blocks = []
     for _ in range(retrieval_count(num_text_blocks, fraction, other)):
-        length, depth, key = rng.randint(low, block_size), rng.random(), rng.randint(10000, 99999)
+        length, depth, key = rng.randint(low, block_size), rng.random(), rng.randint(KEYS.start, KEYS.stop - 1)
         built = build_prompt(tokenizer, length, depth, key)
         assert built is not None  # length >= the shortest prompt
         prompt, answer = built
         ids = prompt + answer
         keys = [key]
         while packed and block_size - len(ids) - 1 >= low:  # more prompts after an EOS while one still fits
-            more_length, more_key = rng.randint(low, block_size - len(ids) - 1), rng.randint(10000, 99999)
+            more_length, more_key = rng.randint(low, block_size - len(ids) - 1), rng.randint(KEYS.start, KEYS.stop - 1)
             more_prompt, more_answer = build_prompt(tokenizer, more_length, rng.random(), more_key)
             ids += [eos, *more_prompt, *more_answer]
             keys.append(more_key)
