@@ -43,6 +43,15 @@ def make_accelerator(cfg: TrainConfig):
         return build()
 
 
+def declare_loss_type(model: nn.Module) -> None:
+    """Give a transformers causal-LM head whose class name names no loss (`GPT2LMHeadModel`) the causal-LM loss it
+    computes as its `loss_type`, so that its `loss_function` does not warn (see `causal_lm_loss_type`)."""
+    from ..modeling.posenc_family import causal_lm_loss_type
+
+    if getattr(model, "loss_type", "") is None:
+        model.loss_type = causal_lm_loss_type(type(model))
+
+
 def checkpoint_dir(output_dir: str | Path, step: int) -> Path:
     return Path(output_dir) / "checkpoints" / f"step_{step:07d}"
 
@@ -186,6 +195,7 @@ def train(
         (out / "train_config.json").write_text(json.dumps(vars(cfg), indent=2, default=str) + "\n")
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
+    declare_loss_type(model)
     model = select_trainable(model, cfg.trainable, cfg.lora_r, cfg.lora_alpha)
     trained, total = trainable_count(model)
     optimizer = torch.optim.AdamW(parameter_groups(model, cfg), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
