@@ -151,7 +151,7 @@ class Bench:
         section = {**self.finetune, **spec["finetune"], "max_steps": self.steps, "seed": seed}
         cfg = train_config(section, models_dir / name / f"seed{seed}", progress)
         result = train(model, self.train_set, None, cfg, CausalCollator(), self.tokenizer, probe=self.probe,
-                       probe_steps=self.probe_steps)  # fmt: skip
+                       probe_steps=self.probe_steps, project_name="swap_study")  # fmt: skip
         model = result.pop("model")
         out = {"training": result, "long_context": self.evaluate(model, self.lengths, f"{name} seed {seed}")}
         if before is not None:
