@@ -44,7 +44,7 @@ def finetune_clm(cfg: TrainConfig, model: Any = None, tokenizer: Any = None) -> 
         hf_posenc.declare_max_length(model, cfg.block_size)  # converted here and fine-tuned at block_size: declare it
     raw = load_documents(cfg.train_files, cfg.eval_files, cfg.dataset_name, cfg.dataset_config, cfg.text_column)
     data = tokenize_and_pack(raw, tokenizer, cfg.block_size, max_eval_blocks=cfg.max_eval_blocks)
-    return train(model, data.train, data.eval, cfg, CausalCollator(), tokenizer)
+    return train(model, data.train, data.eval, cfg, CausalCollator(), tokenizer, project_name="finetune_clm")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -45,7 +45,7 @@ def pretrain_clm(cfg: TrainConfig, n_layer: int = 4, n_embd: int = 256, n_head: 
     data = tokenize_and_pack(raw, tokenizer, cfg.block_size, max_eval_blocks=cfg.max_eval_blocks)
     torch.manual_seed(cfg.seed)
     model = fresh_gpt2(tokenizer, cfg.block_size, n_layer, n_embd, n_head)
-    return train(model, data.train, data.eval, cfg, CausalCollator(), tokenizer)
+    return train(model, data.train, data.eval, cfg, CausalCollator(), tokenizer, project_name="pretrain_clm")
 
 
 def main(argv: list[str] | None = None) -> None:

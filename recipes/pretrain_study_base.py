@@ -205,7 +205,7 @@ def pretrain_study_base(cfg: TrainConfig, extras: dict[str, Any]) -> dict[str, A
             "mixture": mix,
         }
     study_file.write_text(json.dumps(study, indent=2) + "\n")
-    result = train(model, train_set, data.eval, cfg, CausalCollator(), tokenizer)
+    result = train(model, train_set, data.eval, cfg, CausalCollator(), tokenizer, project_name="study_base")
     model = result.pop("model", None)
     if not result["finished"]:
         return result

@@ -195,7 +195,8 @@ class Bench:
         cfg = train_config(section, models_dir / name / f"seed{seed}", progress)
         probe_keys, eval_keys = passkey_seeds(seed)
         result = train(model, self.train_set, None, cfg, CausalCollator(), self.tokenizer,
-                       probe=partial(self.probe, keys_seed=probe_keys), probe_steps=self.probe_steps)  # fmt: skip
+                       probe=partial(self.probe, keys_seed=probe_keys), probe_steps=self.probe_steps,
+                       project_name="swap_study")  # fmt: skip
         model = result.pop("model")
         out = {"training": result, "long_context": self.evaluate(model, self.lengths, f"{name} seed {seed}", eval_keys)}
         if before is not None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 import torch
@@ -384,3 +386,24 @@ def position_parameters(model: PreTrainedModel) -> list[torch.nn.Parameter]:
     import hf_posenc
 
     return [p for encoding in hf_posenc.position_encodings(model).values() for p in encoding.parameters()]
+
+
+@contextlib.contextmanager
+def transformers_warnings() -> Iterator[list[str]]:
+    """The warnings transformers logs inside the block, also those it logs once per process (`warning_once`) and
+    had logged before it, whatever verbosity an earlier test set."""
+    from transformers.utils import logging as transformers_logging
+
+    seen: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: seen.append(record.getMessage())
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_warning()
+    transformers_logging.warning_once.cache_clear()
+    library = logging.getLogger("transformers")
+    library.addHandler(handler)
+    try:
+        yield seen
+    finally:
+        library.removeHandler(handler)
+        transformers_logging.set_verbosity(verbosity)

@@ -18,6 +18,7 @@ from transformers import (
     BertForQuestionAnswering,
     BertForSequenceClassification,
     BertForTokenClassification,
+    BertLMHeadModel,
     BertModel,
     GPT2Config,
     GPT2ForSequenceClassification,
@@ -33,7 +34,16 @@ from transformers import (
 import hf_posenc
 from hf_posenc import PositionEncodingError
 from hf_posenc.evaluation import max_context
-from tests.cases import CASES, VOCAB, WINDOW, position_parameters, sharpen, tiny_bert, tiny_gpt2
+from tests.cases import (
+    CASES,
+    VOCAB,
+    WINDOW,
+    position_parameters,
+    sharpen,
+    tiny_bert,
+    tiny_gpt2,
+    transformers_warnings,
+)
 
 GPT2, BERT = CASES[0], CASES[1]
 
@@ -299,6 +309,27 @@ def test_nope_on_an_encoder_warns_once_in_one_plain_line(caplog):
     (record,) = [r for r in caplog.records if "nope" in r.getMessage()]
     assert record.levelno == logging.WARNING and record.name.endswith("posenc_nope")
     assert record.getMessage().startswith("'nope' on a bidirectional encoder removes all order information")
+
+
+def test_causal_lm_heads_declare_their_loss(tmp_path):
+    """transformers picks the loss from the class name and finds none in `GPT2LMHeadModel` or `BertLMHeadModel`:
+    converted (live or reloaded), they declare the causal-LM loss they compute instead of warning at their first
+    loss; other heads keep the loss transformers found for them."""
+    config = BertConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=4, intermediate_size=64,
+                        max_position_embeddings=WINDOW, vocab_size=VOCAB, is_decoder=True)  # fmt: skip
+    causal = [hf_posenc.convert(tiny_gpt2(), "rope"), hf_posenc.convert(BertLMHeadModel(config).eval(), "alibi")]
+    causal[0].save_pretrained(tmp_path)
+    causal.append(AutoModelForCausalLM.from_pretrained(tmp_path).eval())
+    ids = torch.randint(3, VOCAB, (2, 8))
+    with transformers_warnings() as seen:
+        for model in causal:
+            out = model(input_ids=ids, labels=ids)
+            expected = torch.nn.functional.cross_entropy(out.logits[:, :-1].flatten(0, 1), ids[:, 1:].flatten())
+            assert model.loss_type == "ForCausalLM" and torch.allclose(out.loss, expected)
+    assert seen == []
+    classifier = hf_posenc.convert(GPT2ForSequenceClassification(tiny_gpt2().config), "rope")
+    assert classifier.loss_type == "ForSequenceClassification"
+    assert hf_posenc.convert(GPT2Model(tiny_gpt2().config), "rope").loss_type is None
 
 
 def test_generate_past_the_old_window_is_quiet_until_the_declared_length():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -388,6 +389,31 @@ def test_named_settings_mirror_the_base_and_long_reaches_10_percent():
     assert default["finetune"]["token_budget"] < pretrained // 50  # the default is sized for 30 minutes
 
 
+TRANSFORMERS_WARNING = re.compile(
+    r"\[transformers\]|`loss_type=|recommend passing in an `attention_mask`|identical to the `bos_token_id`"
+    r"|transformers/\S+\.py:\d+: \w*Warning"
+)  # transformers' log lines, the two texts it printed in every fine-tuning run, and Python warnings from its files
+
+
+def transformers_warnings(output: str) -> list[str]:
+    return [line for line in output.splitlines() if TRANSFORMERS_WARNING.search(line)]
+
+
+def test_swap_study_prints_no_transformers_warning(tmp_path):
+    """A small quick study in fresh processes (transformers warns once per process), fine-tuning in two workers:
+    nothing in its output is a transformers warning."""
+    overrides = ["encodings={rope: {}, learned: {}}", "seeds=[0]", "workers=2", "finetune.token_budget=4096",
+                 "finetune.batch_size=4", "curve.points=1", "curve.windows_per_book=1", "eval.max_tokens=256",
+                 "eval.factors=[1,2]", "scaling=[linear]"]  # fmt: skip
+    command = [sys.executable, str(RECIPES / "swap_study.py"), "--setting", "quick", "--out_dir", str(tmp_path / "s"),
+               "--models_dir", str(tmp_path / "models"), *[x for o in overrides for x in ("--set", o)]]  # fmt: skip
+    env = {**os.environ, "HF_POSENC_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((tmp_path / "s" / "results.json").read_text())["finished"] is True
+    assert transformers_warnings(done.stdout + done.stderr) == []
+
+
 @pytest.mark.slow
 def test_quick_setting_finishes(tmp_path):
     done = subprocess.run(
@@ -397,6 +423,7 @@ def test_quick_setting_finishes(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((tmp_path / "results.json").read_text())["finished"] is True
+    assert transformers_warnings(done.stdout + done.stderr) == []
 
 
 def wordpiece_bert(folder: Path, text: str, max_positions: int) -> Any:

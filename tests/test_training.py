@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from hf_posenc import data
-from hf_posenc.training import CausalCollator, TrainConfig, load_documents, tokenize_and_pack
+from hf_posenc.training import CausalCollator, TrainConfig, load_documents, tokenize_and_pack, train
 from hf_posenc.training.errors import RecipeError
 
 EVALUATE = textwrap.dedent(
@@ -69,6 +69,34 @@ def test_single_process_evaluation_is_the_mean_token_loss():
     with torch.no_grad():  # every block's mean loss weighs the same here: each predicts 15 tokens
         expected = torch.stack([model(input_ids=b[None], labels=b[None]).loss for b in blocks]).mean()
     assert loss == pytest.approx(float(expected), abs=1e-6)
+
+
+def test_packed_blocks_that_start_or_end_with_eos_train_without_transformers_warnings(tmp_path):
+    """GPT-2's EOS is also its BOS and pad token (the study base's too). Packed blocks that start or end with it are
+    not padded: the collator gives their attention mask (all ones, the same logits as none), and `train` declares the
+    loss of a plain GPT2LMHeadModel, so transformers warns neither that the inputs may be padded nor that it found no
+    loss type."""
+    import datasets
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from tests.cases import transformers_warnings
+
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=1, n_embd=16, n_head=2, n_positions=16, vocab_size=64, bos_token_id=0,
+                        eos_token_id=0, pad_token_id=0)  # fmt: skip
+    model = GPT2LMHeadModel(config).eval()
+    blocks = torch.randint(1, 64, (8, 16), generator=torch.Generator().manual_seed(1))
+    blocks[::2, 0], blocks[1::2, -1] = 0, 0  # a document ends at the block's first or last token
+    dataset = datasets.Dataset.from_dict({"input_ids": blocks.tolist()}).with_format("torch")
+    batch = CausalCollator()([dataset[i] for i in range(4)])
+    assert torch.equal(batch["attention_mask"], torch.ones(4, 16, dtype=torch.long))
+    with torch.no_grad():
+        unmasked = model(input_ids=batch["input_ids"]).logits
+        assert torch.equal(model(**batch).logits, unmasked)
+    cfg = TrainConfig(output_dir=str(tmp_path), block_size=16, batch_size=4, max_steps=2, eval_every=1, progress=False)
+    with transformers_warnings() as seen:
+        result = train(model.train(), dataset, dataset, cfg.check(), CausalCollator())
+    assert seen == [] and result["steps"] == 2 and result["model"].loss_type == "ForCausalLM"
 
 
 def wikitext_like(root, articles: int, paragraphs: int) -> str:

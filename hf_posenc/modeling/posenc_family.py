@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -108,12 +109,36 @@ class PositionBuffersInitMixin:
             module.reset_buffers()
 
 
+@functools.cache
+def causal_lm_loss_type(model_class: type) -> str | None:
+    """The causal-LM loss type, "ForCausalLM", for a causal-LM head class; None for any other class. transformers
+    picks a model's loss (`loss_type`) from its class name and finds none in GPT-2's and BERT's `...LMHeadModel`
+    (nor in hf_posenc's subclasses of them): their `loss_function` then warns and falls back to the causal-LM loss,
+    the loss they compute. This declares it."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    heads = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()  # a class name, or a tuple of them, per model type
+    names = {name for head in heads for name in ((head,) if isinstance(head, str) else head)}
+    return "ForCausalLM" if any(cls.__name__ in names for cls in model_class.__mro__) else None
+
+
 class PosEncModelMixin(PositionBuffersInitMixin):
-    """Mixed into each family's PreTrainedModel subclass: buffer init after meta loading, backend checks."""
+    """Mixed into each family's PreTrainedModel subclass: buffer init after meta loading, backend checks, the loss."""
 
     _supports_flex_attn = True
     _supports_sdpa = True
     _supports_attention_backend = True
+
+    @property
+    def loss_type(self) -> str | None:
+        """The loss `loss_function` uses: the one transformers inferred from the class name (also a converted model's,
+        kept from its original class), else a causal-LM head's (`causal_lm_loss_type`)."""
+        inferred = self.__dict__.get("loss_type")
+        return inferred if inferred is not None else causal_lm_loss_type(type(self))
+
+    @loss_type.setter
+    def loss_type(self, value: str | None) -> None:
+        self.__dict__["loss_type"] = value
 
     def _prepare_position_ids_for_generation(self, inputs_tensor, model_kwargs):
         """`generate`'s positions are the padding-aware ones the model counts itself. Distance biases read given

@@ -64,6 +64,13 @@ class TrainConfig:
     progress: bool = field(
         default=True, metadata={"help": "Show progress bars (--no-progress also hides transformers' and datasets')."}
     )
+    report_to: str = field(
+        default="none",
+        metadata={
+            "help": "Experiment trackers (Accelerate's): none, all (every one installed), or names, e.g. tensorboard "
+            "or tensorboard,wandb (also aim, clearml, comet_ml, dvclive, mlflow, swanlab, trackio)."
+        },
+    )
 
     def options(self) -> dict[str, Any]:
         """The parsed --encoding_options."""
@@ -90,7 +97,30 @@ class TrainConfig:
         if self.learning_rate <= 0:
             raise RecipeError(f"--learning_rate must be positive, got {self.learning_rate}.")
         self.options()
+        trackers(self.report_to)
         return self
+
+
+def trackers(report_to: str | None) -> list[str]:
+    """The experiment trackers `--report_to` names: [] for "none"; for "all", every tracker Accelerate supports that
+    is installed; else the comma-separated names. A name Accelerate does not know, or a tracker that is not installed
+    (which Accelerate would skip without a word), is a RecipeError, raised before anything runs."""
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
+
+    names = list(dict.fromkeys(name.strip() for name in (report_to or "none").split(",") if name.strip()))
+    if names in ([], ["none"]):
+        return []
+    installed = [str(tracker) for tracker in get_available_trackers()]
+    known = ["all", *sorted(LOGGER_TYPE_TO_CLASS)]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise RecipeError(f"--report_to: unknown tracker(s) {unknown}; use none, or one or more of {known}.")
+    missing = [name for name in names if name not in installed and name != "all"]
+    if missing:
+        raise RecipeError(f"--report_to {','.join(missing)}: not installed (pip install {' '.join(missing)}).")
+    if "all" in names and not installed:
+        raise RecipeError("--report_to all: no tracker is installed (e.g. pip install tensorboard).")
+    return installed if "all" in names else names
 
 
 def build_parser(description: str, defaults: dict[str, Any] | None = None) -> argparse.ArgumentParser:

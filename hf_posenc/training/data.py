@@ -159,7 +159,8 @@ def main_process_first() -> contextlib.AbstractContextManager:
 
 
 class CausalCollator:
-    """Stack blocks into input_ids with labels = input_ids (the model shifts them)."""
+    """Stack blocks into input_ids with labels = input_ids (the model shifts them) and the attention mask of packed
+    blocks, all ones: no token is padding, also where EOS (often the pad token too) starts or ends a block."""
 
     causal = True  # labels are predicted one position later
 
@@ -167,7 +168,7 @@ class CausalCollator:
         import torch
 
         ids = torch.stack([row["input_ids"] for row in rows])
-        batch = {"input_ids": ids, "labels": ids.clone()}
+        batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
         if "block" in rows[0]:
             batch["block"] = torch.stack([torch.as_tensor(row["block"]) for row in rows])
         return batch

@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .config import TrainConfig
+from .config import TrainConfig, trackers
 from .errors import RecipeError
 from .model import select_trainable, trainable_count, unwrap_for_saving
 
@@ -23,15 +23,20 @@ from .model import select_trainable, trainable_count, unwrap_for_saving
 def make_accelerator(cfg: TrainConfig):
     """An Accelerator for this run. Accelerate keeps one state per process and refuses a second Accelerator with
     another mixed precision; a later `train` call in the same process with another precision (a study of several
-    runs) resets that state, keeping the process group and device (PartialState) as they are."""
+    runs) resets that state, keeping the process group and device (PartialState) as they are. The trackers of
+    `cfg.report_to` write under cfg.output_dir (TensorBoard: output_dir/<project name>)."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
+
+    log_with = trackers(cfg.report_to)
+    tracking = {"log_with": log_with, "project_dir": cfg.output_dir} if log_with else {}
 
     def build() -> Accelerator:
         return Accelerator(
             gradient_accumulation_steps=cfg.gradient_accumulation_steps,
             mixed_precision=cfg.mixed_precision,
             cpu=cfg.cpu,
+            **tracking,
         )
 
     try:
@@ -41,6 +46,15 @@ def make_accelerator(cfg: TrainConfig):
             raise  # e.g. cpu=True after a GPU run: a real conflict, not a new precision
         AcceleratorState._reset_state(reset_partial_state=False)
         return build()
+
+
+def declare_loss_type(model: nn.Module) -> None:
+    """Give a transformers causal-LM head whose class name names no loss (`GPT2LMHeadModel`) the causal-LM loss it
+    computes as its `loss_type`, so that its `loss_function` does not warn (see `causal_lm_loss_type`)."""
+    from ..modeling.posenc_family import causal_lm_loss_type
+
+    if getattr(model, "loss_type", "") is None:
+        model.loss_type = causal_lm_loss_type(type(model))
 
 
 def checkpoint_dir(output_dir: str | Path, step: int) -> Path:
@@ -143,15 +157,44 @@ def _token_mean_loss(model: nn.Module, dataset: Any, cfg: TrainConfig, collate: 
 
 
 class MetricsLog:
-    """Appends JSON lines to output_dir/metrics.jsonl on the main process (never truncates earlier lines)."""
+    """Appends JSON lines to output_dir/metrics.jsonl on the main process (never truncates earlier lines), and logs
+    the numbers of each train, eval and probe record to the Accelerator's trackers at the record's optimizer step,
+    as "train/loss", "train/learning_rate", "train/tokens_per_second", "eval/loss", "probe/perplexity"..."""
 
-    def __init__(self, path: Path, enabled: bool):
-        self.path, self.enabled = path, enabled
+    TRACKED = ("train", "eval", "probe")
+    NAMES = {"lr": "learning_rate"}
+
+    def __init__(self, path: Path, enabled: bool, accelerator: Any = None):
+        self.path, self.enabled, self.accelerator = path, enabled, accelerator
 
     def write(self, **record: Any) -> None:
         if self.enabled:
             with self.path.open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
+        event = record["event"]
+        if self.accelerator is not None and self.accelerator.trackers and event in self.TRACKED:
+            values = {
+                f"{event}/{self.NAMES.get(key, key.removeprefix(event + '_'))}": value
+                for key, value in record.items()
+                if key not in ("event", "step") and isinstance(value, (int, float)) and not isinstance(value, bool)
+            }
+            self.accelerator.log(values, step=record["step"])
+
+
+def tracker_config(cfg: TrainConfig, **run: Any) -> dict[str, Any]:
+    """The run's settings (and `run`'s facts) as a tracker config: TensorBoard's hparams take numbers, text,
+    booleans and None, so anything else (a list of files) goes as JSON text."""
+    values = {**vars(cfg), **run}
+    plain = (bool, int, float, str, type(None))
+    return {key: value if isinstance(value, plain) else json.dumps(value, default=str) for key, value in values.items()}
+
+
+def end_tracking(accelerator: Any) -> None:
+    """Close the run's trackers, as `accelerator.end_training()` does, but without destroying the process group: a
+    later `train` in the same process (a study of several runs) still needs it; `run_cli` destroys it at the end."""
+    for tracker in accelerator.trackers:
+        tracker.finish()
+    accelerator.trackers = []
 
 
 def train(
@@ -163,8 +206,12 @@ def train(
     tokenizer: Any = None,
     probe: Callable[[nn.Module], dict[str, Any]] | None = None,
     probe_steps: Sequence[int] = (),
+    project_name: str = "hf_posenc",
 ) -> dict[str, Any]:
     """Train `model` on `train_set` blocks with Accelerate; save it (LoRA merged) to cfg.output_dir.
+
+    With `cfg.report_to`, the trackers get the run's config (`tracker_config`) under `project_name`, and the loss,
+    learning rate, tokens/s, evaluation and probe metrics of metrics.jsonl at each logged optimizer step.
 
     `probe(model)` (in eval mode, no gradients, without autocast) is called before the first step if 0 is in
     `probe_steps` and after each listed optimizer step: a recovery curve measured along one run. Its records, with
@@ -188,6 +235,7 @@ def train(
         (out / "train_config.json").write_text(json.dumps(vars(cfg), indent=2, default=str) + "\n")
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
+    declare_loss_type(model)
     model = select_trainable(model, cfg.trainable, cfg.lora_r, cfg.lora_alpha)
     trained, total = trainable_count(model)
     optimizer = torch.optim.AdamW(parameter_groups(model, cfg), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -216,7 +264,9 @@ def train(
         progress = json.loads((path / "progress.json").read_text())
         step, resumed_micro = progress["step"], progress["micro"]
 
-    log = MetricsLog(out / "metrics.jsonl", accelerator.is_main_process)
+    facts = {"steps": steps, "trainable_parameters": trained, "parameters": total, "processes": processes}
+    accelerator.init_trackers(project_name, config=tracker_config(cfg, **facts))
+    log = MetricsLog(out / "metrics.jsonl", accelerator.is_main_process, accelerator)
     log.write(event="start", step=step, steps=steps, trainable_parameters=trained, parameters=total)
     micro_per_epoch = len(epoch_loader(train_set, cfg, 0, collate))
     micro_per_epoch = math.ceil(micro_per_epoch / accelerator.num_processes)
@@ -306,6 +356,7 @@ def train(
     if step < steps:  # stopped early on purpose: keep a checkpoint to resume from, do not save a final model
         save_checkpoint(accelerator, out, step, micro)
         log.write(event="stopped", step=step)
+        end_tracking(accelerator)
         return {**result, "eval_loss": last_eval, "output_dir": str(out), "finished": False}
     if eval_set is not None and len(eval_set):
         last_eval = evaluate_loss(model, eval_set, cfg, collate, accelerator)
@@ -319,6 +370,7 @@ def train(
 
             save_tokenizer(tokenizer, out, declared_max_length(final.config))
     log.write(event="end", step=step, eval_loss=last_eval, seconds=seconds)
+    end_tracking(accelerator)
     accelerator.wait_for_everyone()
     return {**result, "eval_loss": last_eval, "output_dir": str(out), "finished": True, "model": final}
 
