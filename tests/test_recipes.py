@@ -379,9 +379,11 @@ def test_named_settings_mirror_the_base_and_long_reaches_10_percent():
         assert mixture["retrieval_fraction"] == base["retrieval_fraction"] and mixture["retrieval_packed"] is True
         assert mixture["copy_fraction"] == base["copy_fraction"] and mixture["retrieval_seed"] != base["retrieval_seed"]
     default, long = settings["default"], settings["long"]
-    assert {k: v for k, v in long.items() if k not in ("finetune", "curve")} == {
-        k: v for k, v in default.items() if k not in ("finetune", "curve")
-    }
+    own = ("finetune", "curve", "encodings", "comparisons")  # the long setting adds arms and their comparisons
+    assert {k: v for k, v in long.items() if k not in own} == {k: v for k, v in default.items() if k not in own}
+    assert {name: long["encodings"][name] for name in default["encodings"]} == default["encodings"]
+    arms = set(long["encodings"])
+    assert all({a, b} <= arms for a, b, _ in long["comparisons"])
     assert {**long["finetune"], "token_budget": None} == {**default["finetune"], "token_budget": None}
     step = default["finetune"]["batch_size"] * 256
     pretrained = json.loads((study_base_dir() / "base_report.json").read_text())["tokens_trained"]
