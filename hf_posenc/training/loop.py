@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from .config import TrainConfig
 from .errors import RecipeError
 from .model import select_trainable, trainable_count, unwrap_for_saving
+from .recovery import Recovery
 
 
 def make_accelerator(cfg: TrainConfig):
@@ -163,6 +164,7 @@ def train(
     tokenizer: Any = None,
     probe: Callable[[nn.Module], dict[str, Any]] | None = None,
     probe_steps: Sequence[int] = (),
+    teacher: nn.Module | None = None,
 ) -> dict[str, Any]:
     """Train `model` on `train_set` blocks with Accelerate; save it (LoRA merged) to cfg.output_dir.
 
@@ -171,6 +173,10 @@ def train(
     "step" and "tokens", go to metrics.jsonl (event "probe") and to the result's "probes"; a resumed run returns only
     the probes of its own session (the earlier ones are in metrics.jsonl). Probes call the unwrapped model on every
     process, so they are refused under FSDP, whose parameters are sharded.
+
+    The conversion-aware methods cfg turns on (`hf_posenc.training.recovery`: distillation from the unconverted
+    original) train `model` with `teacher`, by default the model as it was before conversion; the saved model
+    carries no trace of them.
 
     Returns {"steps", "tokens", "train_loss", "eval_loss", "seconds", "tokens_per_second", "output_dir", "probes",
     "learning_rates" (each parameter group's peak learning rate, by group name)}.
@@ -186,6 +192,7 @@ def train(
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(vars(cfg), indent=2, default=str) + "\n")
+    recovery = Recovery.setup(cfg, model, teacher)  # before PEFT wraps the model: it may rebuild the original
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     model = select_trainable(model, cfg.trainable, cfg.lora_r, cfg.lora_alpha)
@@ -215,6 +222,7 @@ def train(
         accelerator.load_state(str(path))
         progress = json.loads((path / "progress.json").read_text())
         step, resumed_micro = progress["step"], progress["micro"]
+    recovery.attach(model, steps, step, accelerator.autocast)
 
     log = MetricsLog(out / "metrics.jsonl", accelerator.is_main_process)
     log.write(event="start", step=step, steps=steps, trainable_parameters=trained, parameters=total)
@@ -263,7 +271,7 @@ def train(
             if cfg.record_batches and blocks is not None:
                 seen_blocks.extend(int(b) for b in blocks)
             with accelerator.accumulate(model):
-                loss = model(**batch).loss
+                loss = recovery.training_loss(model, batch)
                 accelerator.backward(loss)
                 optimizer.step()
                 scheduler.step()
@@ -276,6 +284,7 @@ def train(
             if not accelerator.sync_gradients:
                 continue
             step += 1
+            recovery.at_step(step)
             bar.update(1)
             if step % cfg.log_every == 0 or step == stop_at:
                 now = time.perf_counter()
@@ -296,6 +305,7 @@ def train(
             if step >= stop_at:
                 break
     bar.close()
+    recovery.close()
     seconds = time.perf_counter() - start_time - probe_seconds
     if cfg.record_batches:
         path = out / f"batches_rank{accelerator.process_index}.json"

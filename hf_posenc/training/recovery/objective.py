@@ -1,0 +1,88 @@
+"""`Recovery`: the training loss of one run with the conversion-aware methods a TrainConfig turns on."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import RecipeError
+from .distill import logit_kl, teacher_inputs, window_mask
+from .settings import is_active, uses_teacher
+from .teacher import resolve_teacher
+
+
+def unwrapped(model: nn.Module) -> nn.Module:
+    """The model inside DDP (`.module`) and PEFT (`get_base_model()`) wrappers."""
+    while isinstance(getattr(model, "module", None), nn.Module):
+        model = model.module
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+class Recovery:
+    """The loss of a converted model trained with the methods `cfg` turns on, and what they need during a run.
+
+    `setup(cfg, model, teacher)` before the model is wrapped (PEFT) or moved (it may rebuild the teacher from the
+    converted model), `attach(model, steps)` once it is ready to train, `training_loss(model, batch)` for each
+    micro-batch, `at_step(step)` after each optimizer step, `close()` before saving. With every method off the loss
+    is the model's own, computed as without this class.
+    """
+
+    def __init__(self, cfg: Any, teacher: nn.Module | None, causal: bool, window: int):
+        self.cfg, self.teacher, self.causal, self.window = cfg, teacher, causal, window
+        self.active = is_active(cfg)
+        self.autocast: Callable[[], Any] = contextlib.nullcontext
+
+    @classmethod
+    def setup(cls, cfg: Any, model: nn.Module, teacher: nn.Module | None = None) -> Recovery:
+        """The run's Recovery; builds or loads the teacher when a method needs one (see `resolve_teacher`)."""
+        from ...evaluation import is_causal_lm, trained_context_length
+
+        if not is_active(cfg):
+            return cls(cfg, None, True, 0)
+        if getattr(model.config, "is_encoder_decoder", False):
+            raise RecipeError("Conversion-aware fine-tuning supports causal and masked LMs, not encoder-decoders.")
+        if uses_teacher(cfg):
+            teacher = resolve_teacher(model, teacher, cfg.teacher_name_or_path)
+        return cls(cfg, teacher, is_causal_lm(model), trained_context_length(model))
+
+    def attach(self, model: nn.Module, steps: int, step: int = 0, autocast: Callable[[], Any] | None = None) -> None:
+        """Ready to train `model` (wrapped and on its device) for `steps` optimizer steps from `step`: the teacher
+        moves to the model's device and dtype and runs under `autocast` (the student's mixed precision)."""
+        if self.teacher is not None:
+            reference = next(unwrapped(model).parameters())
+            self.teacher.to(device=reference.device, dtype=reference.dtype)
+        self.autocast = autocast or contextlib.nullcontext
+        self.at_step(step)
+
+    def at_step(self, step: int) -> None:
+        """The run is at optimizer step `step` (after resuming, and after each step)."""
+
+    def training_loss(self, model: nn.Module, batch: dict[str, Any], return_outputs: bool = False) -> Any:
+        """lm_weight x the model's loss + distill_weight x the KL to the teacher's logits inside the window."""
+        if not self.active:
+            outputs = model(**batch)
+            return (outputs.loss, outputs) if return_outputs else outputs.loss
+        cfg = self.cfg
+        outputs = model(**(batch if cfg.lm_weight else {k: v for k, v in batch.items() if k != "labels"}))
+        loss = outputs.loss * cfg.lm_weight if cfg.lm_weight else 0.0
+        if self.teacher is not None:
+            length = batch["input_ids"].shape[1]
+            window = min(length, self.window)
+            if window < length and not self.causal:
+                raise RecipeError(
+                    f"A masked LM's teacher must see the whole block, and {length} tokens are past its {self.window} "
+                    "positions: train at most at the original window."
+                )
+            with torch.no_grad(), self.autocast():
+                expected = self.teacher(**teacher_inputs(batch, window))
+            mask = window_mask(batch, window, self.causal)
+            kl = logit_kl(outputs.logits[:, :window], expected.logits, mask, cfg.distill_temperature)
+            loss = loss + cfg.distill_weight * kl
+        return (loss, outputs) if return_outputs else loss
+
+    def close(self) -> None:
+        """The run is over: what was put on the model for it is taken off (the teacher stays until released)."""

@@ -1,0 +1,69 @@
+"""`ConversionTrainer`: transformers' Trainer with the conversion-aware methods of `hf_posenc.training.recovery`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+from transformers import Trainer
+
+from ..config import TrainConfig
+from .objective import Recovery
+
+
+def recovery_config(recovery: Mapping[str, Any] | TrainConfig | None) -> TrainConfig:
+    """A checked TrainConfig from the recovery settings given (a dict of TrainConfig field names, or a TrainConfig)."""
+    if isinstance(recovery, TrainConfig):
+        return recovery.check()
+    fields = set(TrainConfig.__dataclass_fields__)
+    unknown = sorted(set(recovery or {}) - fields)
+    if unknown:
+        raise TypeError(f"Unknown recovery setting(s) {unknown}; they are TrainConfig fields (e.g. distill_weight).")
+    return TrainConfig(**dict(recovery or {})).check()
+
+
+class ConversionTrainer(Trainer):
+    """A transformers `Trainer` whose training loss is the conversion-aware one of `hf_posenc.training.train`.
+
+    `recovery` holds the settings, named as TrainConfig's fields (`{"distill_weight": 1.0, "lm_weight": 0.5}`);
+    `teacher` is the unconverted original (default: rebuilt from `model`, which must then be converted in this
+    process and not changed since; a PEFT-wrapped model needs `teacher=`, built before wrapping). The teacher is
+    built before the Trainer moves the model. Evaluation uses the model's own loss. The loss is a per-batch mean,
+    divided by the gradient accumulation steps as transformers does for such losses.
+
+        trainer = ConversionTrainer(model=model, args=args, train_dataset=data, data_collator=collator,
+                                    recovery={"distill_weight": 1.0})
+    """
+
+    loss_is_scaled_for_ga = False  # a per-batch mean: the Trainer divides it by the gradient accumulation steps
+
+    def __init__(
+        self,
+        model: nn.Module | None = None,
+        *args: Any,
+        recovery: Mapping[str, Any] | TrainConfig | None = None,
+        teacher: nn.Module | None = None,
+        **kwargs: Any,
+    ):
+        self.recovery = Recovery.setup(recovery_config(recovery), model, teacher)
+        super().__init__(model, *args, **kwargs)
+        self._attached = False
+
+    def compute_loss(
+        self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+    ) -> Any:
+        if not model.training:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if not self._attached:
+            self.recovery.attach(model, self.state.max_steps, self.state.global_step, self.accelerator.autocast)
+            self._attached = True
+        self.recovery.at_step(self.state.global_step)
+        return self.recovery.training_loss(model, inputs, return_outputs)
+
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        self._attached = False  # attached at the first step, when the run's length is known
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            self.recovery.close()

@@ -1,0 +1,326 @@
+"""Conversion-aware fine-tuning (hf_posenc.training.recovery): the teacher, the distillation loss, and the methods
+in the training loop, under two processes, with LoRA, in a transformers Trainer and from the recipes' flags."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import datasets
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import GPT2Config, GPT2LMHeadModel
+
+import hf_posenc
+from hf_posenc.training import CausalCollator, RecipeError, TrainConfig, run_cli, teacher_from, train
+from hf_posenc.training.recovery import ConversionTrainer, Recovery, logit_kl
+from tests.cases import CASES, VOCAB, WINDOW, sharpen
+from tests.test_recipes import RECIPES, finetune_clm, finetune_mlm, flags, wordpiece_bert, workspace  # noqa: F401
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_DATASETS_OFFLINE": "1"}
+
+
+def tiny_gpt2(dropout: float = 0.0, seed: int = 0) -> GPT2LMHeadModel:
+    """A 2-layer GPT-2 of WINDOW positions whose attention depends on positions (q/k scaled up)."""
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        n_layer=2, n_embd=32, n_head=4, n_positions=WINDOW, vocab_size=VOCAB, bos_token_id=1, eos_token_id=2,
+        attn_pdrop=dropout, embd_pdrop=dropout, resid_pdrop=dropout,
+    )  # fmt: skip
+    return sharpen(GPT2LMHeadModel(config), CASES[0], factor=8.0)
+
+
+def blocks(count: int = 8, length: int = WINDOW, seed: int = 1) -> datasets.Dataset:
+    ids = torch.randint(3, VOCAB, (count, length), generator=torch.Generator().manual_seed(seed))
+    return datasets.Dataset.from_dict({"input_ids": ids.tolist()}).with_format("torch")
+
+
+def logged_losses(out) -> list[float]:
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in lines if r["event"] == "train"]
+
+
+# ---- the teacher ----
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_the_teacher_is_the_original_exactly(case):
+    """Rebuilt from what convert removed, the teacher gives the original's outputs bit for bit, shares no storage with
+    the model, and neither trains nor needs gradients."""
+    torch.manual_seed(0)
+    model = case.build()
+    original = copy.deepcopy(model)
+    hf_posenc.convert(model, "rope")
+    teacher = teacher_from(model)
+    assert type(teacher) is type(original) and not teacher.training
+    assert not any(p.requires_grad for p in teacher.parameters())
+    student_storage = {p.data_ptr() for p in model.parameters()}
+    assert not student_storage & {p.data_ptr() for p in teacher.parameters()}
+    ids = torch.randint(3, VOCAB, (2, WINDOW))
+    with torch.no_grad():
+        assert torch.equal(case.outputs(teacher, ids), case.outputs(original, ids))
+
+
+def test_a_teacher_is_refused_once_the_converted_weights_changed():
+    model = hf_posenc.convert(tiny_gpt2(), "rope")
+    before = teacher_from(tiny_gpt2())  # before conversion: a deep copy of the original
+    with torch.no_grad():
+        model.lm_head.weight.mul_(2)
+    with pytest.raises(RecipeError, match="has changed since it was converted"):
+        teacher_from(model)
+    with torch.no_grad():
+        ids = torch.randint(3, VOCAB, (1, WINDOW))
+        assert torch.equal(before(ids).logits, tiny_gpt2().eval()(ids).logits)
+
+
+# ---- the distillation loss ----
+
+
+def test_kl_is_zero_for_equal_logits_and_follows_hinton_otherwise():
+    generator = torch.Generator().manual_seed(0)
+    teacher, student = torch.randn(2, 5, 11, generator=generator), torch.randn(2, 5, 11, generator=generator)
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    assert float(logit_kl(teacher.clone(), teacher, mask, 2.0)) == 0.0
+    temperature = 3.0
+    p = torch.softmax(teacher / temperature, -1)
+    manual = (p * (p.log() - torch.log_softmax(student / temperature, -1))).sum(-1).mean() * temperature**2
+    assert float(logit_kl(student, teacher, mask, temperature)) == pytest.approx(float(manual), rel=1e-5)
+    assert float(logit_kl(student, teacher, mask, temperature)) > 0
+    # masked-out positions do not count, whatever their logits
+    mask[1, 2:] = False
+    changed = student.clone()
+    changed[1, 2:] += 100.0
+    assert float(logit_kl(changed, teacher, mask, 1.0)) == pytest.approx(float(logit_kl(student, teacher, mask, 1.0)))
+
+
+def test_distillation_is_zero_before_the_swap_and_reads_only_the_window():
+    """With the unconverted model as student the loss is exactly 0; after the swap it is positive, and a causal
+    student's loss on a block twice the window is the loss on its first window (the teacher sees only those)."""
+    cfg = TrainConfig(distill_weight=1.0, lm_weight=0.0)
+    model = tiny_gpt2().eval()
+    recovery = Recovery.setup(cfg, model)
+    recovery.attach(model, steps=1)
+    ids = torch.randint(3, VOCAB, (2, WINDOW), generator=torch.Generator().manual_seed(2))
+    batch = {"input_ids": ids, "labels": ids}
+    assert float(recovery.training_loss(model, batch)) == 0.0
+
+    model = hf_posenc.convert(tiny_gpt2(), "rope").eval()
+    recovery = Recovery.setup(cfg, model)
+    recovery.attach(model, steps=1)
+    assert float(recovery.training_loss(model, batch)) > 0
+    longer = torch.cat((ids, torch.randint(3, VOCAB, (2, WINDOW))), 1)
+    with torch.no_grad():
+        on_longer = float(recovery.training_loss(model, {"input_ids": longer}))
+        assert on_longer == pytest.approx(float(recovery.training_loss(model, batch)), rel=1e-5)
+
+
+def test_a_masked_lm_distils_at_its_masked_positions_inside_the_window():
+    torch.manual_seed(0)
+    model = CASES[1].build()  # BERT
+    hf_posenc.convert(model, "alibi")
+    recovery = Recovery.setup(TrainConfig(distill_weight=1.0, lm_weight=0.0, distill_temperature=1.0), model)
+    recovery.attach(model, steps=1)
+    ids = torch.randint(3, VOCAB, (1, WINDOW))
+    labels = torch.full_like(ids, -100)
+    labels[0, 5] = ids[0, 5]
+    with torch.no_grad():
+        loss = recovery.training_loss(model, {"input_ids": ids, "labels": labels})
+        expected = logit_kl(model(ids).logits[:, 5:6], recovery.teacher(ids).logits[:, 5:6], torch.ones(1, 1), 1.0)
+    assert float(loss) == pytest.approx(float(expected)) and float(loss) > 0
+    with pytest.raises(RecipeError, match="must see the whole block"):
+        recovery.training_loss(model, {"input_ids": torch.cat((ids, ids), 1), "labels": torch.cat((labels,) * 2, 1)})
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"distill_weight": -1.0}, "--distill_weight must be a number >= 0"),
+        ({"lm_weight": 0.0}, "nothing to train on"),
+        ({"distill_weight": 1.0, "distill_temperature": 0.0}, "--distill_temperature must be positive"),
+        ({"teacher_name_or_path": "gpt2"}, "--teacher_name_or_path is only read by"),
+    ],
+)
+def test_bad_recovery_settings_are_refused(settings, message):
+    with pytest.raises(RecipeError, match=message):
+        TrainConfig(**settings).check()
+
+
+# ---- in the training loop ----
+
+
+def test_train_with_distillation_saves_a_plain_converted_model(tmp_path):
+    """The first step's loss is the distillation loss alone (lm_weight 0); the saved weights are those of a plain
+    converted model (no teacher), and the run's model is the saved one."""
+    model = hf_posenc.convert(tiny_gpt2(), "rope")
+    cfg = TrainConfig(output_dir=str(tmp_path / "run"), block_size=WINDOW, batch_size=2, max_steps=2, log_every=1,
+                      learning_rate=1e-3, distill_weight=1.0, lm_weight=0.0, progress=False)  # fmt: skip
+    data = blocks()
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed)).tolist()  # epoch 0's order
+    first = data.select(order[:2])[:]["input_ids"]  # the first step's blocks
+    expected = Recovery.setup(cfg, model)
+    expected.attach(model, steps=2)
+    with torch.no_grad():
+        expected_loss = float(expected.training_loss(model, {"input_ids": first, "labels": first}))
+    result = train(model.train(), data, None, cfg, CausalCollator())
+    assert logged_losses(tmp_path / "run")[0] == pytest.approx(expected_loss, rel=1e-5)
+    saved = load_file(tmp_path / "run" / "model.safetensors")
+    assert set(saved) == set(hf_posenc.convert(tiny_gpt2(), "rope").state_dict()) - {"lm_head.weight"}
+    assert result["model"] is model
+
+
+def test_train_with_lora_keeps_the_teacher_unwrapped(tmp_path):
+    from hf_posenc.training import select_trainable
+
+    model = hf_posenc.convert(tiny_gpt2(), "t5_bias")
+    cfg = TrainConfig(output_dir=str(tmp_path / "lora"), block_size=WINDOW, batch_size=2, max_steps=2,
+                      trainable="lora", distill_weight=1.0, progress=False)  # fmt: skip
+    recovery = Recovery.setup(cfg, model)
+    wrapped = select_trainable(copy.deepcopy(model), "lora")
+    assert any("lora" in name for name, _ in wrapped.named_modules())
+    assert not any("lora" in name for name, _ in recovery.teacher.named_modules())
+    result = train(model, blocks(), None, cfg, CausalCollator())
+    assert not hasattr(result["model"], "peft_config") and result["finished"]
+    saved = load_file(tmp_path / "lora" / "model.safetensors")
+    assert set(saved) == set(hf_posenc.convert(tiny_gpt2(), "t5_bias").state_dict()) - {"lm_head.weight"}
+
+
+TWO_PROCESSES = textwrap.dedent(
+    """
+    import json, sys
+    import datasets, torch
+    from accelerate import PartialState
+    import hf_posenc
+    from hf_posenc.training import CausalCollator, TrainConfig, train
+    from tests.test_conversion_training import blocks, tiny_gpt2
+
+    state = PartialState(cpu=True)
+    model = hf_posenc.convert(tiny_gpt2(), "rope")
+    cfg = TrainConfig(output_dir=sys.argv[1], block_size=32, batch_size=2, max_steps=2, log_every=1, cpu=True,
+                      distill_weight=1.0, lm_weight=0.0, progress=False)
+    result = train(model, blocks(), None, cfg, CausalCollator())
+    if state.is_main_process:
+        print(json.dumps({"processes": state.num_processes, "finished": result["finished"]}))
+    state.destroy_process_group()
+    """
+)
+
+
+def test_distillation_under_two_processes(tmp_path):
+    """Each process distils from its own teacher on its own blocks: the first logged loss (the mean over the two
+    processes) is the one process's loss on all four blocks of that step."""
+    script = tmp_path / "two.py"
+    script.write_text(TWO_PROCESSES)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script),
+              str(tmp_path / "two")]  # fmt: skip
+    done = subprocess.run(launch, capture_output=True, text=True, timeout=600, env={**ENV, "PYTHONPATH": os.getcwd()})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == {"processes": 2, "finished": True}
+    saved = load_file(tmp_path / "two" / "model.safetensors")
+    assert set(saved) == set(hf_posenc.convert(tiny_gpt2(), "rope").state_dict()) - {"lm_head.weight"}
+    # one process, batch 4 (the two processes' batches of 2 together): the same first loss, as the mean of equal-size
+    # per-process means
+    cfg = TrainConfig(output_dir=str(tmp_path / "one"), block_size=WINDOW, batch_size=4, max_steps=1, log_every=1,
+                      distill_weight=1.0, lm_weight=0.0, progress=False)  # fmt: skip
+    two_first = logged_losses(tmp_path / "two")[0]
+    assert two_first > 0
+    train(hf_posenc.convert(tiny_gpt2(), "rope"), blocks(), None, cfg, CausalCollator())
+    assert logged_losses(tmp_path / "one")[0] == pytest.approx(two_first, rel=1e-5)
+
+
+# ---- a transformers Trainer ----
+
+
+def test_conversion_trainer_trains_with_the_recovery_loss(tmp_path):
+    from transformers import TrainingArguments
+
+    model = hf_posenc.convert(tiny_gpt2(), "rope")
+    args = TrainingArguments(output_dir=str(tmp_path / "trainer"), per_device_train_batch_size=2, max_steps=2,
+                             logging_steps=1, report_to=[], use_cpu=True, save_strategy="no",
+                             learning_rate=1e-3, disable_tqdm=True)  # fmt: skip
+    data = blocks().map(lambda row: {"labels": row["input_ids"]})
+    trainer = ConversionTrainer(model=model, args=args, train_dataset=data,
+                                recovery={"distill_weight": 1.0, "lm_weight": 0.0})  # fmt: skip
+    batch = {key: torch.stack([row[key] for row in data.select(range(2))]) for key in ("input_ids", "labels")}
+    with torch.no_grad():
+        model.eval()
+        assert float(trainer.compute_loss(model.train(), batch)) > 0
+    trainer.train()
+    losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
+    assert len(losses) == 2 and all(x > 0 for x in losses)
+    trainer.save_model(str(tmp_path / "saved"))
+    saved = load_file(tmp_path / "saved" / "model.safetensors")
+    assert set(saved) == set(hf_posenc.convert(tiny_gpt2(), "rope").state_dict()) - {"lm_head.weight"}
+    with pytest.raises(TypeError, match="Unknown recovery setting"):
+        ConversionTrainer(model=model, args=args, train_dataset=data, recovery={"distil_weight": 1.0})
+
+
+# ---- the recipes' flags ----
+
+
+def test_finetune_clm_distillation_flags(workspace, tmp_path):  # noqa: F811
+    root, files = workspace
+    out = tmp_path / "distil"
+    argv = flags(root, files, out, "--encoding", "rope", "--max_steps", "2", "--distill_weight", "1",
+                 "--lm_weight", "0.5", "--distill_temperature", "1.5")  # fmt: skip
+    finetune_clm.main(argv)
+    config = json.loads((out / "train_config.json").read_text())
+    assert (config["distill_weight"], config["lm_weight"], config["distill_temperature"]) == (1.0, 0.5, 1.5)
+    assert all(x == x for x in logged_losses(out)) and (out / "model.safetensors").is_file()
+
+
+def test_finetune_clm_teacher_from_a_folder(workspace, tmp_path, capsys):  # noqa: F811
+    """A model converted earlier (saved, not converted by the recipe) has no original in memory: distillation asks
+    for --teacher_name_or_path and then reads the original from there."""
+    from transformers import AutoModelForCausalLM
+
+    root, files = workspace
+    converted = hf_posenc.convert(AutoModelForCausalLM.from_pretrained(root / "base"), "rope")
+    converted.save_pretrained(tmp_path / "rope")
+    argv = flags(root, files, tmp_path / "out", "--max_steps", "1", "--distill_weight", "1")
+    argv[argv.index("--model_name_or_path") + 1] = str(tmp_path / "rope")
+    with pytest.raises(SystemExit):
+        run_cli(finetune_clm.main, argv)
+    assert "was not converted in this process" in capsys.readouterr().err
+    run_cli(finetune_clm.main, [*argv, "--teacher_name_or_path", str(root / "base")])
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+def test_finetune_mlm_distillation_flags(tmp_path, capsys):
+    from hf_posenc import data
+
+    book = data.text("austen_persuasion")
+    wordpiece_bert(tmp_path / "bert", book[:20000], max_positions=64)
+    (tmp_path / "train.txt").write_text(book[20000:30000])
+    (tmp_path / "held.txt").write_text(book[30000:32000])
+    out = tmp_path / "out"
+    argv = [
+        "--model_name_or_path", str(tmp_path / "bert"), "--encoding", "alibi", "--output_dir", str(out),
+        "--train_files", str(tmp_path / "train.txt"), "--eval_files", str(tmp_path / "held.txt"),
+        "--block_size", "64", "--batch_size", "2", "--max_steps", "2", "--log_every", "1", "--no-progress",
+        "--distill_weight", "2", "--lm_weight", "0",
+    ]  # fmt: skip
+    run_cli(finetune_mlm.main, argv)
+    assert all(loss > 0 for loss in logged_losses(out))
+    argv[argv.index("--block_size") + 1] = "128"  # past the original's 64 positions: its teacher cannot see the block
+    with pytest.raises(SystemExit):
+        run_cli(finetune_mlm.main, [*argv[:5], str(tmp_path / "long"), *argv[6:]])
+    assert "must see the whole block" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("recipe", ["finetune_clm", "finetune_mlm"])
+def test_recipe_configs_carry_the_recovery_keys(recipe):
+    import yaml
+
+    from hf_posenc.training import build_parser, parse_config
+
+    path = RECIPES / "configs" / f"{recipe}.yaml"
+    keys = set(yaml.safe_load(path.read_text()))
+    assert {"lm_weight", "distill_weight", "distill_temperature"} <= keys
+    cfg, _ = parse_config(build_parser(recipe), ["--config", str(path)])
+    assert cfg.distill_weight == 0.0 and cfg.lm_weight == 1.0
