@@ -18,7 +18,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 import hf_posenc
 from hf_posenc.training import CausalCollator, RecipeError, TrainConfig, run_cli, teacher_from, train
-from hf_posenc.training.recovery import ConversionTrainer, Recovery, logit_kl
+from hf_posenc.training.recovery import ConversionTrainer, Recovery, attention_kl, logit_kl
 from tests.cases import CASES, VOCAB, WINDOW, sharpen
 from tests.test_recipes import RECIPES, finetune_clm, finetune_mlm, flags, wordpiece_bert, workspace  # noqa: F401
 
@@ -38,6 +38,11 @@ def tiny_gpt2(dropout: float = 0.0, seed: int = 0) -> GPT2LMHeadModel:
 def blocks(count: int = 8, length: int = WINDOW, seed: int = 1) -> datasets.Dataset:
     ids = torch.randint(3, VOCAB, (count, length), generator=torch.Generator().manual_seed(seed))
     return datasets.Dataset.from_dict({"input_ids": ids.tolist()}).with_format("torch")
+
+
+def plain_keys(encoding: str) -> set[str]:
+    """The tensors a plain converted tiny_gpt2 saves (the tied head is saved once, as the embeddings)."""
+    return set(hf_posenc.convert(tiny_gpt2(), encoding).state_dict()) - {"lm_head.weight"}
 
 
 def logged_losses(out) -> list[float]:
@@ -169,7 +174,7 @@ def test_train_with_distillation_saves_a_plain_converted_model(tmp_path):
     result = train(model.train(), data, None, cfg, CausalCollator())
     assert logged_losses(tmp_path / "run")[0] == pytest.approx(expected_loss, rel=1e-5)
     saved = load_file(tmp_path / "run" / "model.safetensors")
-    assert set(saved) == set(hf_posenc.convert(tiny_gpt2(), "rope").state_dict()) - {"lm_head.weight"}
+    assert set(saved) == plain_keys("rope")
     assert result["model"] is model
 
 
@@ -186,7 +191,7 @@ def test_train_with_lora_keeps_the_teacher_unwrapped(tmp_path):
     result = train(model, blocks(), None, cfg, CausalCollator())
     assert not hasattr(result["model"], "peft_config") and result["finished"]
     saved = load_file(tmp_path / "lora" / "model.safetensors")
-    assert set(saved) == set(hf_posenc.convert(tiny_gpt2(), "t5_bias").state_dict()) - {"lm_head.weight"}
+    assert set(saved) == plain_keys("t5_bias")
 
 
 TWO_PROCESSES = textwrap.dedent(
@@ -201,7 +206,7 @@ TWO_PROCESSES = textwrap.dedent(
     state = PartialState(cpu=True)
     model = hf_posenc.convert(tiny_gpt2(), "rope")
     cfg = TrainConfig(output_dir=sys.argv[1], block_size=32, batch_size=2, max_steps=2, log_every=1, cpu=True,
-                      distill_weight=1.0, lm_weight=0.0, progress=False)
+                      progress=False, **json.loads(sys.argv[2]))
     result = train(model, blocks(), None, cfg, CausalCollator())
     if state.is_main_process:
         print(json.dumps({"processes": state.num_processes, "finished": result["finished"]}))
@@ -210,23 +215,26 @@ TWO_PROCESSES = textwrap.dedent(
 )
 
 
-def test_distillation_under_two_processes(tmp_path):
-    """Each process distils from its own teacher on its own blocks: the first logged loss (the mean over the two
+ALL_METHODS = {"lm_weight": 0.0, "distill_weight": 1.0, "attention_transfer_weight": 1.0}
+
+
+def test_recovery_under_two_processes(tmp_path):
+    """Each process compares with its own teacher on its own blocks: the first logged loss (the mean over the two
     processes) is the one process's loss on all four blocks of that step."""
     script = tmp_path / "two.py"
     script.write_text(TWO_PROCESSES)
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script),
-              str(tmp_path / "two")]  # fmt: skip
+              str(tmp_path / "two"), json.dumps(ALL_METHODS)]  # fmt: skip
     done = subprocess.run(launch, capture_output=True, text=True, timeout=600, env={**ENV, "PYTHONPATH": os.getcwd()})
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.splitlines()[-1]) == {"processes": 2, "finished": True}
     saved = load_file(tmp_path / "two" / "model.safetensors")
-    assert set(saved) == set(hf_posenc.convert(tiny_gpt2(), "rope").state_dict()) - {"lm_head.weight"}
+    assert set(saved) == plain_keys("rope")
     # one process, batch 4 (the two processes' batches of 2 together): the same first loss, as the mean of equal-size
     # per-process means
     cfg = TrainConfig(output_dir=str(tmp_path / "one"), block_size=WINDOW, batch_size=4, max_steps=1, log_every=1,
-                      distill_weight=1.0, lm_weight=0.0, progress=False)  # fmt: skip
+                      progress=False, **ALL_METHODS)  # fmt: skip
     two_first = logged_losses(tmp_path / "two")[0]
     assert two_first > 0
     train(hf_posenc.convert(tiny_gpt2(), "rope"), blocks(), None, cfg, CausalCollator())
@@ -236,16 +244,18 @@ def test_distillation_under_two_processes(tmp_path):
 # ---- a transformers Trainer ----
 
 
-def test_conversion_trainer_trains_with_the_recovery_loss(tmp_path):
+@pytest.mark.parametrize(
+    "recovery", [{"distill_weight": 1.0, "lm_weight": 0.0}, {"attention_transfer_weight": 1.0, "lm_weight": 0.0}]
+)
+def test_conversion_trainer_trains_with_the_recovery_loss(tmp_path, recovery):
     from transformers import TrainingArguments
 
-    model = hf_posenc.convert(tiny_gpt2(), "rope")
+    model = hf_posenc.convert(tiny_gpt2(dropout=0.1), "rope")
     args = TrainingArguments(output_dir=str(tmp_path / "trainer"), per_device_train_batch_size=2, max_steps=2,
                              logging_steps=1, report_to=[], use_cpu=True, save_strategy="no",
                              learning_rate=1e-3, disable_tqdm=True)  # fmt: skip
     data = blocks().map(lambda row: {"labels": row["input_ids"]})
-    trainer = ConversionTrainer(model=model, args=args, train_dataset=data,
-                                recovery={"distill_weight": 1.0, "lm_weight": 0.0})  # fmt: skip
+    trainer = ConversionTrainer(model=model, args=args, train_dataset=data, recovery=recovery)
     batch = {key: torch.stack([row[key] for row in data.select(range(2))]) for key in ("input_ids", "labels")}
     with torch.no_grad():
         model.eval()
@@ -253,9 +263,10 @@ def test_conversion_trainer_trains_with_the_recovery_loss(tmp_path):
     trainer.train()
     losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
     assert len(losses) == 2 and all(x > 0 for x in losses)
+    assert model.config._attn_implementation == "sdpa" and model.transformer.h[0].attn.attn_dropout.p == 0.1
     trainer.save_model(str(tmp_path / "saved"))
     saved = load_file(tmp_path / "saved" / "model.safetensors")
-    assert set(saved) == set(hf_posenc.convert(tiny_gpt2(), "rope").state_dict()) - {"lm_head.weight"}
+    assert set(saved) == plain_keys("rope")
     with pytest.raises(TypeError, match="Unknown recovery setting"):
         ConversionTrainer(model=model, args=args, train_dataset=data, recovery={"distil_weight": 1.0})
 
@@ -321,6 +332,87 @@ def test_recipe_configs_carry_the_recovery_keys(recipe):
 
     path = RECIPES / "configs" / f"{recipe}.yaml"
     keys = set(yaml.safe_load(path.read_text()))
-    assert {"lm_weight", "distill_weight", "distill_temperature"} <= keys
+    assert {"lm_weight", "distill_weight", "distill_temperature", "attention_transfer_weight"} <= keys
     cfg, _ = parse_config(build_parser(recipe), ["--config", str(path)])
-    assert cfg.distill_weight == 0.0 and cfg.lm_weight == 1.0
+    assert cfg.distill_weight == cfg.attention_transfer_weight == 0.0 and cfg.lm_weight == 1.0
+
+
+# ---- attention transfer ----
+
+
+def test_attention_kl_is_zero_for_identical_attention_and_reads_the_chosen_heads():
+    generator = torch.Generator().manual_seed(0)
+    teacher = [torch.softmax(4 * torch.randn(2, 3, 6, 6, generator=generator), -1) for _ in range(2)]
+    student = [torch.softmax(4 * torch.randn(2, 3, 6, 6, generator=generator), -1) for _ in range(2)]
+    rows = torch.ones(2, 6, dtype=torch.bool)
+    every = {0: None, 1: None}
+    assert float(attention_kl([t.clone() for t in teacher], teacher, rows, every)) == 0.0
+    assert float(attention_kl(student, teacher, rows, every)) > 0
+    t, s = teacher[1][:, 2], student[1][:, 2]  # layer 1, head 2
+    manual = (t * (t.log() - s.log())).sum(-1).mean()
+    assert float(attention_kl(student, teacher, rows, {1: [2]})) == pytest.approx(float(manual), rel=1e-5)
+    rows[:, 3:] = False  # only the first three queries count (padding)
+    manual = (t * (t.log() - s.log())).sum(-1)[:, :3].mean()
+    assert float(attention_kl(student, teacher, rows, {1: [2]})) == pytest.approx(float(manual), rel=1e-5)
+    window = rows[:, :3]  # a window of three tokens: queries and keys cut to it
+    t, s = t[:, :3, :3], s[:, :3, :3]
+    manual = (t * (t.log() - s.log())).sum(-1).mean()
+    assert float(attention_kl(student, teacher, window, {1: [2]})) == pytest.approx(float(manual), rel=1e-5)
+
+
+def test_attention_transfer_is_zero_before_the_swap_and_positive_after():
+    """On the unconverted model the loss is exactly 0; converted to RoPE (q/k scaled up, so attention depends on
+    positions) it is positive. Both run on eager attention during the run, and get their backend back after."""
+    cfg = TrainConfig(attention_transfer_weight=1.0, lm_weight=0.0)
+    ids = torch.randint(3, VOCAB, (2, WINDOW), generator=torch.Generator().manual_seed(3))
+    for encoding, positive in ((None, False), ("rope", True)):
+        model = tiny_gpt2().eval()
+        if encoding:
+            hf_posenc.convert(model, encoding)
+        recovery = Recovery.setup(cfg, model)
+        recovery.attach(model, steps=1)
+        assert model.config._attn_implementation == recovery.teacher.config._attn_implementation == "eager"
+        with torch.no_grad():
+            loss = float(recovery.training_loss(model, {"input_ids": ids}))
+        assert (loss > 0) if positive else loss == 0.0
+        recovery.close()
+        assert model.config._attn_implementation == "sdpa"
+
+
+def test_attention_transfer_turns_attention_dropout_off_for_the_run(tmp_path):
+    model = hf_posenc.convert(tiny_gpt2(dropout=0.1), "alibi")
+    cfg = TrainConfig(output_dir=str(tmp_path / "run"), block_size=WINDOW, batch_size=2, max_steps=2, progress=False,
+                      attention_transfer_weight=1.0, attention_transfer_heads="0,1:3")  # fmt: skip
+    seen = []
+    hook = model.transformer.h[0].attn.register_forward_hook(
+        lambda module, args, output: seen.append((module.attn_dropout.p, module.config._attn_implementation))
+    )
+    result = train(model, blocks(), None, cfg, CausalCollator())
+    hook.remove()
+    assert seen and set(seen) == {(0.0, "eager")}
+    assert model.transformer.h[0].attn.attn_dropout.p == 0.1 and model.config._attn_implementation == "sdpa"
+    assert set(load_file(tmp_path / "run" / "model.safetensors")) == plain_keys("alibi") and result["finished"]
+
+
+@pytest.mark.parametrize(
+    ("heads", "message"),
+    [("x", "is not L or L:H"), ("0,-1:2", "negative layer or head"), ("2", "the model has 2 layers of 4 heads"),
+     ("1:4", "the model has 2 layers of 4 heads")],
+)  # fmt: skip
+def test_bad_attention_heads_are_refused(heads, message):
+    with pytest.raises(RecipeError, match=message):
+        cfg = TrainConfig(attention_transfer_weight=1.0, attention_transfer_heads=heads).check()
+        Recovery.setup(cfg, hf_posenc.convert(tiny_gpt2(), "rope"))
+    with pytest.raises(RecipeError, match="--attention_transfer_weight is 0"):
+        TrainConfig(attention_transfer_heads="0").check()
+
+
+def test_finetune_clm_attention_transfer_flags(workspace, tmp_path):  # noqa: F811
+    root, files = workspace
+    out = tmp_path / "attention"
+    argv = flags(root, files, out, "--encoding", "t5_bias", "--max_steps", "2", "--attention_transfer_weight", "1",
+                 "--attention_transfer_heads", "0,1:2")  # fmt: skip
+    run_cli(finetune_clm.main, argv)
+    config = json.loads((out / "train_config.json").read_text())
+    assert (config["attention_transfer_weight"], config["attention_transfer_heads"]) == (1.0, "0,1:2")
+    assert (out / "model.safetensors").is_file()

@@ -51,6 +51,12 @@ class TrainConfig:
         default=0.0, metadata={"help": "Weight of KL(original || converted) on the logits inside the window (0: off)."}
     )
     distill_temperature: float = field(default=2.0, metadata={"help": "Distillation temperature (loss x T^2)."})
+    attention_transfer_weight: float = field(
+        default=0.0, metadata={"help": "Weight of the KL between the original's and the model's attention (0: off)."}
+    )
+    attention_transfer_heads: str | None = field(
+        default=None, metadata={"help": "Heads for attention transfer: 'L' or 'L:H', comma-separated (default: all)."}
+    )
     teacher_name_or_path: str | None = field(
         default=None, metadata={"help": "The unconverted original (default: the model as it was before conversion)."}
     )

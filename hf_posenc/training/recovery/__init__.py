@@ -2,15 +2,18 @@
 
 - Self-distillation (`distill_weight`, `distill_temperature`, `lm_weight`): KL(original || converted) on the logits
   inside the trained window, mixed with or replacing the LM loss.
+- Attention transfer (`attention_transfer_weight`, `attention_transfer_heads`): KL between their attention
+  distributions inside the window, per layer and head (eager attention while it is on).
 
 The teacher is the model before conversion (`teacher_from`, `teacher_name_or_path`), frozen; it is never saved.
 `hf_posenc.training.train` runs these methods through `Recovery`; `ConversionTrainer` is the transformers Trainer
 that does.
 """
 
+from .attention import attention_kl
 from .distill import logit_kl
 from .objective import Recovery
 from .teacher import teacher_from
 from .trainer import ConversionTrainer
 
-__all__ = ["ConversionTrainer", "Recovery", "logit_kl", "teacher_from"]
+__all__ = ["ConversionTrainer", "Recovery", "attention_kl", "logit_kl", "teacher_from"]

@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from ..errors import RecipeError
+from .attention import attention_kl, eager_attention, resolve_heads
 from .distill import logit_kl, teacher_inputs, window_mask
-from .settings import is_active, uses_teacher
+from .settings import is_active, parse_heads, uses_teacher
 from .teacher import resolve_teacher
 
 
@@ -31,10 +32,11 @@ class Recovery:
     is the model's own, computed as without this class.
     """
 
-    def __init__(self, cfg: Any, teacher: nn.Module | None, causal: bool, window: int):
-        self.cfg, self.teacher, self.causal, self.window = cfg, teacher, causal, window
+    def __init__(self, cfg: Any, teacher: nn.Module | None, causal: bool, window: int, heads: dict | None = None):
+        self.cfg, self.teacher, self.causal, self.window, self.heads = cfg, teacher, causal, window, heads
         self.active = is_active(cfg)
         self.autocast: Callable[[], Any] = contextlib.nullcontext
+        self.restores: list[Callable[[], None]] = []
 
     @classmethod
     def setup(cls, cfg: Any, model: nn.Module, teacher: nn.Module | None = None) -> Recovery:
@@ -47,14 +49,20 @@ class Recovery:
             raise RecipeError("Conversion-aware fine-tuning supports causal and masked LMs, not encoder-decoders.")
         if uses_teacher(cfg):
             teacher = resolve_teacher(model, teacher, cfg.teacher_name_or_path)
-        return cls(cfg, teacher, is_causal_lm(model), trained_context_length(model))
+        heads = None
+        if cfg.attention_transfer_weight:
+            heads = resolve_heads(parse_heads(cfg.attention_transfer_heads), model.config)
+        return cls(cfg, teacher, is_causal_lm(model), trained_context_length(model), heads)
 
     def attach(self, model: nn.Module, steps: int, step: int = 0, autocast: Callable[[], Any] | None = None) -> None:
         """Ready to train `model` (wrapped and on its device) for `steps` optimizer steps from `step`: the teacher
-        moves to the model's device and dtype and runs under `autocast` (the student's mixed precision)."""
+        moves to the model's device and dtype and runs under `autocast` (the student's mixed precision); for
+        attention transfer both run on eager attention, the student without attention dropout, until `close`."""
         if self.teacher is not None:
             reference = next(unwrapped(model).parameters())
             self.teacher.to(device=reference.device, dtype=reference.dtype)
+        if self.heads is not None and not self.restores:
+            self.restores = [eager_attention(unwrapped(model), dropout_off=True), eager_attention(self.teacher, False)]
         self.autocast = autocast or contextlib.nullcontext
         self.at_step(step)
 
@@ -62,12 +70,13 @@ class Recovery:
         """The run is at optimizer step `step` (after resuming, and after each step)."""
 
     def training_loss(self, model: nn.Module, batch: dict[str, Any], return_outputs: bool = False) -> Any:
-        """lm_weight x the model's loss + distill_weight x the KL to the teacher's logits inside the window."""
+        """lm_weight x the model's loss + distill_weight x the KL to the teacher's logits inside the window +
+        attention_transfer_weight x the KL to its attention there."""
         if not self.active:
             outputs = model(**batch)
             return (outputs.loss, outputs) if return_outputs else outputs.loss
-        cfg = self.cfg
-        outputs = model(**(batch if cfg.lm_weight else {k: v for k, v in batch.items() if k != "labels"}))
+        cfg, attentions = self.cfg, {"output_attentions": True} if self.heads is not None else {}
+        outputs = model(**(batch if cfg.lm_weight else {k: v for k, v in batch.items() if k != "labels"}), **attentions)
         loss = outputs.loss * cfg.lm_weight if cfg.lm_weight else 0.0
         if self.teacher is not None:
             length = batch["input_ids"].shape[1]
@@ -78,11 +87,18 @@ class Recovery:
                     "positions: train at most at the original window."
                 )
             with torch.no_grad(), self.autocast():
-                expected = self.teacher(**teacher_inputs(batch, window))
-            mask = window_mask(batch, window, self.causal)
-            kl = logit_kl(outputs.logits[:, :window], expected.logits, mask, cfg.distill_temperature)
-            loss = loss + cfg.distill_weight * kl
+                expected = self.teacher(**teacher_inputs(batch, window), **attentions)
+            if cfg.distill_weight:
+                mask = window_mask(batch, window, self.causal)
+                kl = logit_kl(outputs.logits[:, :window], expected.logits, mask, cfg.distill_temperature)
+                loss = loss + cfg.distill_weight * kl
+            if self.heads is not None:
+                rows = window_mask(batch, window, causal=True)  # every query that is not padding
+                kl = attention_kl(outputs.attentions, expected.attentions, rows, self.heads)
+                loss = loss + cfg.attention_transfer_weight * kl
         return (loss, outputs) if return_outputs else loss
 
     def close(self) -> None:
         """The run is over: what was put on the model for it is taken off (the teacher stays until released)."""
+        while self.restores:
+            self.restores.pop()()

@@ -7,13 +7,13 @@ from typing import Any
 
 from ..errors import RecipeError
 
-WEIGHTS = ("lm_weight", "distill_weight")
-TEACHER_USERS = "--distill_weight"
+WEIGHTS = ("lm_weight", "distill_weight", "attention_transfer_weight")
+TEACHER_USERS = "--distill_weight and --attention_transfer_weight"
 
 
 def uses_teacher(cfg: Any) -> bool:
     """Whether a method compares the model with its unconverted original."""
-    return cfg.distill_weight > 0
+    return cfg.distill_weight > 0 or cfg.attention_transfer_weight > 0
 
 
 def is_active(cfg: Any) -> bool:
@@ -31,5 +31,31 @@ def check_recovery(cfg: Any) -> None:
         raise RecipeError(f"--{' and --'.join(WEIGHTS)} are all 0: nothing to train on.")
     if cfg.distill_temperature <= 0:
         raise RecipeError(f"--distill_temperature must be positive, got {cfg.distill_temperature}.")
+    parse_heads(cfg.attention_transfer_heads)
+    if cfg.attention_transfer_heads and not cfg.attention_transfer_weight:
+        raise RecipeError("--attention_transfer_heads is given but --attention_transfer_weight is 0.")
     if cfg.teacher_name_or_path and not uses_teacher(cfg):
         raise RecipeError(f"--teacher_name_or_path is only read by {TEACHER_USERS}, and none is on.")
+
+
+def parse_heads(spec: str | None) -> dict[int, list[int] | None] | None:
+    """`--attention_transfer_heads`: comma-separated `L` (every head of layer L) or `L:H` (head H of layer L), e.g.
+    "0,3:1,3:5"; None or "" for every head of every layer. Returns {layer: sorted heads, or None for all}, or None."""
+    if not spec:
+        return None
+    chosen: dict[int, list[int] | None] = {}
+    for item in str(spec).split(","):
+        layer, sep, head = item.strip().partition(":")
+        try:
+            layer_index, head_index = int(layer), int(head) if sep else None
+        except ValueError:
+            raise RecipeError(
+                f"--attention_transfer_heads: {item.strip()!r} is not L or L:H (layer and head numbers), in {spec!r}."
+            ) from None
+        if layer_index < 0 or (head_index is not None and head_index < 0):
+            raise RecipeError(f"--attention_transfer_heads: negative layer or head in {spec!r}.")
+        if head_index is None or chosen.get(layer_index, []) is None:
+            chosen[layer_index] = None
+        else:
+            chosen.setdefault(layer_index, []).append(head_index)
+    return {layer: None if heads is None else sorted(set(heads)) for layer, heads in sorted(chosen.items())}
