@@ -18,7 +18,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 import hf_posenc
 from hf_posenc.training import CausalCollator, RecipeError, TrainConfig, run_cli, teacher_from, train
-from hf_posenc.training.recovery import ConversionTrainer, Recovery, attention_kl, logit_kl
+from hf_posenc.training.recovery import ConversionTrainer, Recovery, attention_kl, logit_kl, swap_scale
 from tests.cases import CASES, VOCAB, WINDOW, sharpen
 from tests.test_recipes import RECIPES, finetune_clm, finetune_mlm, flags, wordpiece_bert, workspace  # noqa: F401
 
@@ -112,7 +112,8 @@ def test_distillation_is_zero_before_the_swap_and_reads_only_the_window():
     recovery.attach(model, steps=1)
     ids = torch.randint(3, VOCAB, (2, WINDOW), generator=torch.Generator().manual_seed(2))
     batch = {"input_ids": ids, "labels": ids}
-    assert float(recovery.training_loss(model, batch)) == 0.0
+    with torch.no_grad():
+        assert float(recovery.training_loss(model, batch)) == 0.0
 
     model = hf_posenc.convert(tiny_gpt2(), "rope").eval()
     recovery = Recovery.setup(cfg, model)
@@ -183,12 +184,14 @@ def test_train_with_lora_keeps_the_teacher_unwrapped(tmp_path):
 
     model = hf_posenc.convert(tiny_gpt2(), "t5_bias")
     cfg = TrainConfig(output_dir=str(tmp_path / "lora"), block_size=WINDOW, batch_size=2, max_steps=2,
-                      trainable="lora", distill_weight=1.0, progress=False)  # fmt: skip
+                      trainable="lora", distill_weight=1.0, gradual_swap_steps=1, progress=False)  # fmt: skip
     recovery = Recovery.setup(cfg, model)
     wrapped = select_trainable(copy.deepcopy(model), "lora")
     assert any("lora" in name for name, _ in wrapped.named_modules())
     assert not any("lora" in name for name, _ in recovery.teacher.named_modules())
-    result = train(model, blocks(), None, cfg, CausalCollator())
+    probe = lambda m: {"hooked": "embed" in m.transformer.position_encoding.__dict__}  # noqa: E731
+    result = train(model, blocks(), None, cfg, CausalCollator(), probe=probe, probe_steps=[0, 1])
+    assert [record["hooked"] for record in result["probes"]] == [True, False]  # on PEFT's trained copy's wrapper
     assert not hasattr(result["model"], "peft_config") and result["finished"]
     saved = load_file(tmp_path / "lora" / "model.safetensors")
     assert set(saved) == plain_keys("t5_bias")
@@ -215,7 +218,7 @@ TWO_PROCESSES = textwrap.dedent(
 )
 
 
-ALL_METHODS = {"lm_weight": 0.0, "distill_weight": 1.0, "attention_transfer_weight": 1.0}
+ALL_METHODS = {"lm_weight": 0.0, "distill_weight": 1.0, "attention_transfer_weight": 1.0, "gradual_swap_steps": 1}
 
 
 def test_recovery_under_two_processes(tmp_path):
@@ -245,7 +248,12 @@ def test_recovery_under_two_processes(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "recovery", [{"distill_weight": 1.0, "lm_weight": 0.0}, {"attention_transfer_weight": 1.0, "lm_weight": 0.0}]
+    "recovery",
+    [
+        {"distill_weight": 1.0, "lm_weight": 0.0},
+        {"attention_transfer_weight": 1.0, "lm_weight": 0.0},
+        {"gradual_swap_steps": 1, "distill_weight": 1.0},
+    ],
 )
 def test_conversion_trainer_trains_with_the_recovery_loss(tmp_path, recovery):
     from transformers import TrainingArguments
@@ -256,14 +264,15 @@ def test_conversion_trainer_trains_with_the_recovery_loss(tmp_path, recovery):
                              learning_rate=1e-3, disable_tqdm=True)  # fmt: skip
     data = blocks().map(lambda row: {"labels": row["input_ids"]})
     trainer = ConversionTrainer(model=model, args=args, train_dataset=data, recovery=recovery)
-    batch = {key: torch.stack([row[key] for row in data.select(range(2))]) for key in ("input_ids", "labels")}
-    with torch.no_grad():
-        model.eval()
-        assert float(trainer.compute_loss(model.train(), batch)) > 0
     trainer.train()
     losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
     assert len(losses) == 2 and all(x > 0 for x in losses)
     assert model.config._attn_implementation == "sdpa" and model.transformer.h[0].attn.attn_dropout.p == 0.1
+    assert "embed" not in model.transformer.position_encoding.__dict__
+    batch = {key: torch.stack([row[key] for row in data.select(range(2))]) for key in ("input_ids", "labels")}
+    with torch.no_grad():  # the training loss is the recovery loss, not the model's own
+        recovery_loss = float(trainer.compute_loss(model.train(), batch))
+        assert recovery_loss != pytest.approx(float(model(**batch).loss))
     trainer.save_model(str(tmp_path / "saved"))
     saved = load_file(tmp_path / "saved" / "model.safetensors")
     assert set(saved) == plain_keys("rope")
@@ -274,15 +283,24 @@ def test_conversion_trainer_trains_with_the_recovery_loss(tmp_path, recovery):
 # ---- the recipes' flags ----
 
 
-def test_finetune_clm_distillation_flags(workspace, tmp_path):  # noqa: F811
+@pytest.mark.parametrize(
+    ("encoding", "settings"),
+    [
+        ("rope", {"distill_weight": 1.0, "lm_weight": 0.5, "distill_temperature": 1.5}),
+        ("t5_bias", {"attention_transfer_weight": 1.0, "attention_transfer_heads": "0,1:2"}),
+        ("rope", {"gradual_swap_steps": 1, "gradual_swap_schedule": "cosine"}),
+    ],
+)
+def test_finetune_clm_recovery_flags(workspace, tmp_path, encoding, settings):  # noqa: F811
+    """Each method from the recipe's flags: the run records them, finishes and saves a plain converted model."""
     root, files = workspace
-    out = tmp_path / "distil"
-    argv = flags(root, files, out, "--encoding", "rope", "--max_steps", "2", "--distill_weight", "1",
-                 "--lm_weight", "0.5", "--distill_temperature", "1.5")  # fmt: skip
-    finetune_clm.main(argv)
+    out = tmp_path / "run"
+    extra = [str(item) for key, value in settings.items() for item in (f"--{key}", value)]
+    run_cli(finetune_clm.main, flags(root, files, out, "--encoding", encoding, "--max_steps", "2", *extra))
     config = json.loads((out / "train_config.json").read_text())
-    assert (config["distill_weight"], config["lm_weight"], config["distill_temperature"]) == (1.0, 0.5, 1.5)
-    assert all(x == x for x in logged_losses(out)) and (out / "model.safetensors").is_file()
+    assert {key: config[key] for key in settings} == settings
+    assert all(loss > 0 for loss in logged_losses(out))
+    assert not any("wpe" in key for key in load_file(out / "model.safetensors"))
 
 
 def test_finetune_clm_teacher_from_a_folder(workspace, tmp_path, capsys):  # noqa: F811
@@ -332,9 +350,15 @@ def test_recipe_configs_carry_the_recovery_keys(recipe):
 
     path = RECIPES / "configs" / f"{recipe}.yaml"
     keys = set(yaml.safe_load(path.read_text()))
-    assert {"lm_weight", "distill_weight", "distill_temperature", "attention_transfer_weight"} <= keys
+    assert {
+        "lm_weight",
+        "distill_weight",
+        "distill_temperature",
+        "attention_transfer_weight",
+        "gradual_swap_steps",
+    } <= keys
     cfg, _ = parse_config(build_parser(recipe), ["--config", str(path)])
-    assert cfg.distill_weight == cfg.attention_transfer_weight == 0.0 and cfg.lm_weight == 1.0
+    assert cfg.distill_weight == cfg.attention_transfer_weight == cfg.gradual_swap_steps == 0 and cfg.lm_weight == 1
 
 
 # ---- attention transfer ----
@@ -407,12 +431,121 @@ def test_bad_attention_heads_are_refused(heads, message):
         TrainConfig(attention_transfer_heads="0").check()
 
 
-def test_finetune_clm_attention_transfer_flags(workspace, tmp_path):  # noqa: F811
-    root, files = workspace
-    out = tmp_path / "attention"
-    argv = flags(root, files, out, "--encoding", "t5_bias", "--max_steps", "2", "--attention_transfer_weight", "1",
-                 "--attention_transfer_heads", "0,1:2")  # fmt: skip
-    run_cli(finetune_clm.main, argv)
-    config = json.loads((out / "train_config.json").read_text())
-    assert (config["attention_transfer_weight"], config["attention_transfer_heads"]) == (1.0, "0,1:2")
-    assert (out / "model.safetensors").is_file()
+# ---- the gradual swap ----
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [("linear", [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]), ("cosine", [1.0, 0.8535534, 0.5, 0.1464466, 0.0, 0.0])],
+)
+def test_the_swap_scale_follows_its_schedule(schedule, expected):
+    assert [swap_scale(step, 4, schedule) for step in range(6)] == pytest.approx(expected, abs=1e-6)
+
+
+def swapped_nope(steps: float = 2, schedule: str = "linear", total: int = 4):
+    """The original tiny_gpt2 (eval) and its NoPE conversion with a gradual swap attached: NoPE adds nothing, so at
+    scale s the model is the original with its table scaled by s."""
+    original = tiny_gpt2().eval()
+    model = hf_posenc.convert(copy.deepcopy(original), "nope")
+    recovery = Recovery.setup(TrainConfig(gradual_swap_steps=steps, gradual_swap_schedule=schedule), model)
+    recovery.attach(model, steps=total)
+    return original, model, recovery
+
+
+def test_the_gradual_swap_adds_the_scaled_old_table_and_is_gone_at_the_end():
+    original, model, recovery = swapped_nope()
+    ids = torch.randint(3, VOCAB, (2, WINDOW), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, original(ids).logits)  # scale 1: the original exactly
+        recovery.at_step(1)  # scale 0.5
+        halved = copy.deepcopy(original)
+        halved.transformer.wpe.weight.mul_(0.5)
+        assert torch.allclose(model(ids).logits, halved(ids).logits, atol=1e-5)
+        recovery.at_step(2)  # scale 0: the plain NoPE model, the wrapper gone
+        assert "embed" not in model.transformer.position_encoding.__dict__
+        plain = hf_posenc.convert(copy.deepcopy(original), "nope")
+        assert torch.equal(model(ids).logits, plain(ids).logits)
+
+
+def test_the_gradual_swap_keeps_kv_cached_generation_exact():
+    """Generation with the cache gives the tokens of generation without it, at any scale; at scale 1 (NoPE) the
+    original's tokens, with left padding too."""
+    original, model, recovery = swapped_nope()
+    prompts = torch.randint(3, VOCAB, (2, 6), generator=torch.Generator().manual_seed(5))
+    mask = torch.ones_like(prompts)
+    mask[1, :2] = 0  # the second prompt is left-padded
+    settings = {"attention_mask": mask, "max_new_tokens": 12, "do_sample": False, "pad_token_id": 0}
+    with torch.no_grad():
+        assert torch.equal(model.generate(prompts, **settings), original.generate(prompts, **settings))
+        recovery.at_step(1)
+        cached = model.generate(prompts, **settings)
+        assert torch.equal(cached, model.generate(prompts, use_cache=False, **settings))
+
+
+@pytest.mark.parametrize("encoding", ["rope", "sinusoidal"])
+def test_a_model_trained_with_a_gradual_swap_saves_as_a_plain_conversion(tmp_path, encoding):
+    """The swap changes training (another first loss than without it), and the model it leaves is bit for bit a
+    plain conversion with the trained weights: the same saved tensors and config, no wrapper."""
+    from transformers import AutoModelForCausalLM
+
+    common = {"block_size": WINDOW, "batch_size": 2, "max_steps": 3, "log_every": 1, "progress": False}
+    probe = lambda m: {"hooked": "embed" in m.transformer.position_encoding.__dict__}  # noqa: E731
+    cfg = TrainConfig(output_dir=str(tmp_path / "swap"), gradual_swap_steps=2, **common)
+    result = train(hf_posenc.convert(tiny_gpt2(), encoding), blocks(), None, cfg, CausalCollator(), probe=probe,
+                   probe_steps=[0, 1, 2, 3])  # fmt: skip
+    hooked = [record["hooked"] for record in result["probes"]]
+    assert hooked == [True, True, False, False]
+    plain_cfg = TrainConfig(output_dir=str(tmp_path / "plain"), **common)
+    train(hf_posenc.convert(tiny_gpt2(), encoding), blocks(), None, plain_cfg, CausalCollator())
+    assert logged_losses(tmp_path / "swap")[0] != pytest.approx(logged_losses(tmp_path / "plain")[0])
+
+    saved = load_file(tmp_path / "swap" / "model.safetensors")
+    assert set(saved) == plain_keys(encoding)
+    config = json.loads((tmp_path / "swap" / "config.json").read_text())
+    assert config == json.loads((tmp_path / "plain" / "config.json").read_text())
+    fresh = hf_posenc.convert(tiny_gpt2(), encoding).eval()
+    fresh.load_state_dict(saved, strict=False)  # lm_head is tied to the embeddings
+    ids = torch.randint(3, VOCAB, (2, WINDOW))
+    trained, loaded = result["model"].eval(), AutoModelForCausalLM.from_pretrained(tmp_path / "swap").eval()
+    assert "embed" not in trained.transformer.position_encoding.__dict__
+    with torch.no_grad():
+        assert torch.equal(trained(ids).logits, fresh(ids).logits)
+        assert torch.equal(loaded(ids).logits, fresh(ids).logits)
+
+
+def test_a_fractional_gradual_swap_and_its_refusals(tmp_path):
+    probe = lambda m: {"hooked": "embed" in m.transformer.position_encoding.__dict__}  # noqa: E731
+    cfg = TrainConfig(output_dir=str(tmp_path / "half"), block_size=WINDOW, batch_size=2, max_steps=4,
+                      progress=False, gradual_swap_steps=0.5, gradual_swap_schedule="cosine")  # fmt: skip
+    result = train(hf_posenc.convert(tiny_gpt2(), "alibi"), blocks(), None, cfg, CausalCollator(), probe=probe,
+                   probe_steps=[1, 2])  # fmt: skip
+    assert [record["hooked"] for record in result["probes"]] == [True, False]  # half of 4 steps
+    too_long = TrainConfig(output_dir=str(tmp_path / "long"), block_size=WINDOW, batch_size=2, max_steps=2,
+                           progress=False, gradual_swap_steps=3)  # fmt: skip
+    with pytest.raises(RecipeError, match="past the run's 2 optimizer steps"):
+        train(hf_posenc.convert(tiny_gpt2(), "alibi"), blocks(), None, too_long, CausalCollator())
+    with pytest.raises(RecipeError, match="count twice"):
+        Recovery.setup(TrainConfig(gradual_swap_steps=1), hf_posenc.convert(tiny_gpt2(), "learned"))
+    with pytest.raises(RecipeError, match="count twice"):
+        TrainConfig(gradual_swap_steps=1, encoding="learned").check()
+    with pytest.raises(RecipeError, match="convert the model first"):
+        Recovery.setup(TrainConfig(gradual_swap_steps=1), tiny_gpt2())
+    with pytest.raises(RecipeError, match="--gradual_swap_schedule must be one of"):
+        TrainConfig(gradual_swap_steps=1, gradual_swap_schedule="step").check()
+
+
+def test_a_loaded_conversion_fades_out_the_teachers_table(tmp_path):
+    """A converted model loaded from disk has no record of its table: a gradual swap takes the original's."""
+    from transformers import AutoModelForCausalLM
+
+    original = tiny_gpt2().eval()
+    hf_posenc.convert(copy.deepcopy(original), "nope").save_pretrained(tmp_path / "nope")
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "nope").eval()
+    with pytest.raises(RecipeError, match="needs the table the conversion removed"):
+        Recovery.setup(TrainConfig(gradual_swap_steps=1), model)
+    recovery = Recovery.setup(TrainConfig(gradual_swap_steps=1), model, teacher=original)
+    recovery.attach(model, steps=1)
+    assert recovery.teacher is None  # only its table was needed
+    ids = torch.randint(3, VOCAB, (1, WINDOW))
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, original(ids).logits)

@@ -18,6 +18,7 @@ METHODS = {
     "distillation": {"distill_weight": 1.0},
     "attention transfer": {"attention_transfer_weight": 1.0},
     "distillation + attention transfer": {"distill_weight": 1.0, "attention_transfer_weight": 1.0},
+    "gradual swap": {"gradual_swap_steps": 0.5},
 }
 
 

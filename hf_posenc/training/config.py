@@ -57,6 +57,10 @@ class TrainConfig:
     attention_transfer_heads: str | None = field(
         default=None, metadata={"help": "Heads for attention transfer: 'L' or 'L:H', comma-separated (default: all)."}
     )
+    gradual_swap_steps: float = field(
+        default=0, metadata={"help": "Steps (or fraction of the run if < 1) the old table fades out over (0: off)."}
+    )
+    gradual_swap_schedule: str = field(default="linear", metadata={"help": "Gradual swap fade: linear or cosine."})
     teacher_name_or_path: str | None = field(
         default=None, metadata={"help": "The unconverted original (default: the model as it was before conversion)."}
     )

@@ -174,9 +174,9 @@ def train(
     the probes of its own session (the earlier ones are in metrics.jsonl). Probes call the unwrapped model on every
     process, so they are refused under FSDP, whose parameters are sharded.
 
-    The conversion-aware methods cfg turns on (`hf_posenc.training.recovery`: distillation from the unconverted
-    original) train `model` with `teacher`, by default the model as it was before conversion; the saved model
-    carries no trace of them.
+    The conversion-aware methods cfg turns on (`hf_posenc.training.recovery`: distillation and attention transfer
+    from `teacher`, by default the model as it was before conversion, and a gradual swap) shape the training loss;
+    the saved model carries no trace of them.
 
     Returns {"steps", "tokens", "train_loss", "eval_loss", "seconds", "tokens_per_second", "output_dir", "probes",
     "learning_rates" (each parameter group's peak learning rate, by group name)}.

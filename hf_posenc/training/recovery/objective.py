@@ -13,7 +13,8 @@ from ..errors import RecipeError
 from .attention import attention_kl, eager_attention, resolve_heads
 from .distill import logit_kl, teacher_inputs, window_mask
 from .settings import is_active, parse_heads, uses_teacher
-from .teacher import resolve_teacher
+from .swap import GradualSwap, old_tables
+from .teacher import load_teacher, resolve_teacher
 
 
 def unwrapped(model: nn.Module) -> nn.Module:
@@ -32,15 +33,32 @@ class Recovery:
     is the model's own, computed as without this class.
     """
 
-    def __init__(self, cfg: Any, teacher: nn.Module | None, causal: bool, window: int, heads: dict | None = None):
-        self.cfg, self.teacher, self.causal, self.window, self.heads = cfg, teacher, causal, window, heads
+    def __init__(
+        self,
+        cfg: Any,
+        teacher: nn.Module | None,
+        causal: bool,
+        window: int,
+        heads: dict | None = None,
+        swap: GradualSwap | None = None,
+    ):
+        self.cfg, self.teacher, self.causal, self.window, self.heads, self.swap = (
+            cfg,
+            teacher,
+            causal,
+            window,
+            heads,
+            swap,
+        )
         self.active = is_active(cfg)
         self.autocast: Callable[[], Any] = contextlib.nullcontext
         self.restores: list[Callable[[], None]] = []
 
     @classmethod
     def setup(cls, cfg: Any, model: nn.Module, teacher: nn.Module | None = None) -> Recovery:
-        """The run's Recovery; builds or loads the teacher when a method needs one (see `resolve_teacher`)."""
+        """The run's Recovery; builds or loads the teacher when a method needs one (see `resolve_teacher`), and
+        finds the table a gradual swap fades out (see `old_tables`)."""
+        from ...convert import original_record
         from ...evaluation import is_causal_lm, trained_context_length
 
         if not is_active(cfg):
@@ -49,10 +67,16 @@ class Recovery:
             raise RecipeError("Conversion-aware fine-tuning supports causal and masked LMs, not encoder-decoders.")
         if uses_teacher(cfg):
             teacher = resolve_teacher(model, teacher, cfg.teacher_name_or_path)
-        heads = None
+        heads, swap = None, None
         if cfg.attention_transfer_weight:
             heads = resolve_heads(parse_heads(cfg.attention_transfer_heads), model.config)
-        return cls(cfg, teacher, is_causal_lm(model), trained_context_length(model), heads)
+        if cfg.gradual_swap_steps:
+            source = teacher
+            if source is None and original_record(model) is None and cfg.teacher_name_or_path:
+                source = load_teacher(cfg.teacher_name_or_path, model)
+            swap = GradualSwap(old_tables(model, source), cfg.gradual_swap_steps, cfg.gradual_swap_schedule)
+        teacher = teacher if uses_teacher(cfg) else None
+        return cls(cfg, teacher, is_causal_lm(model), trained_context_length(model), heads, swap)
 
     def attach(self, model: nn.Module, steps: int, step: int = 0, autocast: Callable[[], Any] | None = None) -> None:
         """Ready to train `model` (wrapped and on its device) for `steps` optimizer steps from `step`: the teacher
@@ -63,11 +87,16 @@ class Recovery:
             self.teacher.to(device=reference.device, dtype=reference.dtype)
         if self.heads is not None and not self.restores:
             self.restores = [eager_attention(unwrapped(model), dropout_off=True), eager_attention(self.teacher, False)]
+        if self.swap is not None:
+            self.swap.resolve(steps)
+            self.swap.install(unwrapped(model))
         self.autocast = autocast or contextlib.nullcontext
         self.at_step(step)
 
     def at_step(self, step: int) -> None:
-        """The run is at optimizer step `step` (after resuming, and after each step)."""
+        """The run is at optimizer step `step` (after resuming, and after each step): the gradual swap's scale."""
+        if self.swap is not None:
+            self.swap.at_step(step)
 
     def training_loss(self, model: nn.Module, batch: dict[str, Any], return_outputs: bool = False) -> Any:
         """lm_weight x the model's loss + distill_weight x the KL to the teacher's logits inside the window +
@@ -102,3 +131,5 @@ class Recovery:
         """The run is over: what was put on the model for it is taken off (the teacher stays until released)."""
         while self.restores:
             self.restores.pop()()
+        if self.swap is not None:
+            self.swap.remove()

@@ -8,7 +8,12 @@ from typing import Any
 from ..errors import RecipeError
 
 WEIGHTS = ("lm_weight", "distill_weight", "attention_transfer_weight")
-TEACHER_USERS = "--distill_weight and --attention_transfer_weight"
+TEACHER_USERS = "--distill_weight, --attention_transfer_weight and --gradual_swap_steps"
+SCHEDULES = ("linear", "cosine")
+LEARNED_SWAP = (
+    "A gradual swap adds the old table back to the input, and the 'learned' encoding already starts from that "
+    "table: it would count twice. Use --gradual_swap_steps 0 with --encoding learned."
+)
 
 
 def uses_teacher(cfg: Any) -> bool:
@@ -18,12 +23,12 @@ def uses_teacher(cfg: Any) -> bool:
 
 def is_active(cfg: Any) -> bool:
     """Whether any conversion-aware method is on (off: the model's own loss, exactly as without them)."""
-    return uses_teacher(cfg) or cfg.lm_weight != 1
+    return uses_teacher(cfg) or cfg.gradual_swap_steps > 0 or cfg.lm_weight != 1
 
 
 def check_recovery(cfg: Any) -> None:
     """RecipeError for recovery settings that cannot work, whatever the model."""
-    for name in (*WEIGHTS, "distill_temperature"):
+    for name in (*WEIGHTS, "distill_temperature", "gradual_swap_steps"):
         value = getattr(cfg, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise RecipeError(f"--{name} must be a number >= 0, got {value!r}.")
@@ -31,10 +36,20 @@ def check_recovery(cfg: Any) -> None:
         raise RecipeError(f"--{' and --'.join(WEIGHTS)} are all 0: nothing to train on.")
     if cfg.distill_temperature <= 0:
         raise RecipeError(f"--distill_temperature must be positive, got {cfg.distill_temperature}.")
+    if cfg.gradual_swap_schedule not in SCHEDULES:
+        raise RecipeError(
+            f"--gradual_swap_schedule must be one of {', '.join(SCHEDULES)}, got {cfg.gradual_swap_schedule!r}."
+        )
+    if cfg.gradual_swap_steps > 1 and cfg.gradual_swap_steps != int(cfg.gradual_swap_steps):
+        raise RecipeError(
+            f"--gradual_swap_steps is whole steps, or a fraction of the run below 1: got {cfg.gradual_swap_steps}."
+        )
+    if cfg.gradual_swap_steps > 0 and cfg.encoding == "learned":
+        raise RecipeError(LEARNED_SWAP)
     parse_heads(cfg.attention_transfer_heads)
     if cfg.attention_transfer_heads and not cfg.attention_transfer_weight:
         raise RecipeError("--attention_transfer_heads is given but --attention_transfer_weight is 0.")
-    if cfg.teacher_name_or_path and not uses_teacher(cfg):
+    if cfg.teacher_name_or_path and not (uses_teacher(cfg) or cfg.gradual_swap_steps > 0):
         raise RecipeError(f"--teacher_name_or_path is only read by {TEACHER_USERS}, and none is on.")
 
 

@@ -67,3 +67,4 @@ class ConversionTrainer(Trainer):
             return super().train(*args, **kwargs)
         finally:
             self.recovery.close()
+            self._attached = False
