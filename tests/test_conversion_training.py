@@ -289,13 +289,14 @@ def test_conversion_trainer_trains_with_the_recovery_loss(tmp_path, recovery):
         ("rope", {"distill_weight": 1.0, "lm_weight": 0.5, "distill_temperature": 1.5}),
         ("t5_bias", {"attention_transfer_weight": 1.0, "attention_transfer_heads": "0,1:2"}),
         ("rope", {"gradual_swap_steps": 1, "gradual_swap_schedule": "cosine"}),
+        ("learned", {"freeze_trained_positions": True}),
     ],
 )
 def test_finetune_clm_recovery_flags(workspace, tmp_path, encoding, settings):  # noqa: F811
     """Each method from the recipe's flags: the run records them, finishes and saves a plain converted model."""
     root, files = workspace
     out = tmp_path / "run"
-    extra = [str(item) for key, value in settings.items() for item in (f"--{key}", value)]
+    extra = [str(item) for key, value in settings.items() for item in (f"--{key}", value)[: 1 if value is True else 2]]
     run_cli(finetune_clm.main, flags(root, files, out, "--encoding", encoding, "--max_steps", "2", *extra))
     config = json.loads((out / "train_config.json").read_text())
     assert {key: config[key] for key in settings} == settings
@@ -347,18 +348,13 @@ def test_recipe_configs_carry_the_recovery_keys(recipe):
     import yaml
 
     from hf_posenc.training import build_parser, parse_config
+    from hf_posenc.training.recovery.settings import FIELDS
 
     path = RECIPES / "configs" / f"{recipe}.yaml"
     keys = set(yaml.safe_load(path.read_text()))
-    assert {
-        "lm_weight",
-        "distill_weight",
-        "distill_temperature",
-        "attention_transfer_weight",
-        "gradual_swap_steps",
-    } <= keys
+    assert set(FIELDS) - {"teacher_name_or_path"} <= keys
     cfg, _ = parse_config(build_parser(recipe), ["--config", str(path)])
-    assert cfg.distill_weight == cfg.attention_transfer_weight == cfg.gradual_swap_steps == 0 and cfg.lm_weight == 1
+    assert {name: getattr(cfg, name) for name in FIELDS} == {name: getattr(TrainConfig(), name) for name in FIELDS}
 
 
 # ---- attention transfer ----
@@ -549,3 +545,36 @@ def test_a_loaded_conversion_fades_out_the_teachers_table(tmp_path):
     ids = torch.randint(3, VOCAB, (1, WINDOW))
     with torch.no_grad():
         assert torch.equal(model(ids).logits, original(ids).logits)
+
+
+# ---- frozen anchors ----
+
+
+@pytest.mark.parametrize("trainable", ["all", "lora"])
+def test_frozen_anchors_keep_the_pretrained_rows_of_a_learned_table(tmp_path, trainable):
+    """With freeze_trained_positions the rows conversion copied from the old table stay bit for bit while the new
+    rows train; without it, they move too."""
+    table = tiny_gpt2().transformer.wpe.weight.detach().clone()
+
+    def trained_table(freeze: bool) -> torch.Tensor:
+        model = hf_posenc.convert(tiny_gpt2(), "learned", max_positions=2 * WINDOW)
+        cfg = TrainConfig(output_dir=str(tmp_path / str(freeze)), block_size=2 * WINDOW, batch_size=2, max_steps=2,
+                          learning_rate=1e-2, trainable=trainable, freeze_trained_positions=freeze,
+                          progress=False)  # fmt: skip
+        result = train(model, blocks(length=2 * WINDOW), None, cfg, CausalCollator())
+        return result["model"].transformer.position_encoding.weight.detach()
+
+    frozen, free = trained_table(True), trained_table(False)
+    assert torch.equal(frozen[:WINDOW], table) and not torch.equal(frozen[WINDOW:], table)
+    assert not torch.equal(free[:WINDOW], table)
+
+
+def test_frozen_anchors_are_refused_where_no_row_was_kept():
+    with pytest.raises(RecipeError, match="is for --encoding learned"):
+        TrainConfig(freeze_trained_positions=True, encoding="rope").check()
+    for encoding, options in (("rope", {}), ("learned", {"method": "interpolate"})):
+        with pytest.raises(RecipeError, match="keeps the pretrained rows"):
+            model = hf_posenc.convert(tiny_gpt2(), encoding, **options)
+            Recovery.setup(TrainConfig(freeze_trained_positions=True), model)
+    model = hf_posenc.convert(tiny_gpt2(), "learned", method="keep_stretch", keep=5)
+    assert Recovery.setup(TrainConfig(freeze_trained_positions=True), model).anchors == 5

@@ -61,6 +61,9 @@ class TrainConfig:
         default=0, metadata={"help": "Steps (or fraction of the run if < 1) the old table fades out over (0: off)."}
     )
     gradual_swap_schedule: str = field(default="linear", metadata={"help": "Gradual swap fade: linear or cosine."})
+    freeze_trained_positions: bool = field(
+        default=False, metadata={"help": "learned only: the pretrained rows stay frozen, the new ones train."}
+    )
     teacher_name_or_path: str | None = field(
         default=None, metadata={"help": "The unconverted original (default: the model as it was before conversion)."}
     )

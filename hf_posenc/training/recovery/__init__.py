@@ -6,6 +6,8 @@
   distributions inside the window, per layer and head (eager attention while it is on).
 - A gradual swap (`gradual_swap_steps`, `gradual_swap_schedule`): the old learned table stays in the input, scaled
   from 1 to 0 over the first steps, while the new encoding is already active.
+- Frozen anchors (`freeze_trained_positions`): a `learned` table's pretrained rows stay as they were while the new
+  rows train (E5-Base-4k).
 
 The teacher is the model before conversion (`teacher_from`, `teacher_name_or_path`), frozen; it is never saved.
 `hf_posenc.training.train` runs these methods through `Recovery`; `ConversionTrainer` is the transformers Trainer

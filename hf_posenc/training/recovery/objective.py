@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import RecipeError
+from .anchors import freeze_rows, kept_rows
 from .attention import attention_kl, eager_attention, resolve_heads
 from .distill import logit_kl, teacher_inputs, window_mask
 from .settings import is_active, parse_heads, uses_teacher
@@ -24,6 +26,7 @@ def unwrapped(model: nn.Module) -> nn.Module:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
+@dataclass(eq=False)
 class Recovery:
     """The loss of a converted model trained with the methods `cfg` turns on, and what they need during a run.
 
@@ -33,26 +36,20 @@ class Recovery:
     is the model's own, computed as without this class.
     """
 
-    def __init__(
-        self,
-        cfg: Any,
-        teacher: nn.Module | None,
-        causal: bool,
-        window: int,
-        heads: dict | None = None,
-        swap: GradualSwap | None = None,
-    ):
-        self.cfg, self.teacher, self.causal, self.window, self.heads, self.swap = (
-            cfg,
-            teacher,
-            causal,
-            window,
-            heads,
-            swap,
-        )
-        self.active = is_active(cfg)
-        self.autocast: Callable[[], Any] = contextlib.nullcontext
-        self.restores: list[Callable[[], None]] = []
+    cfg: Any
+    teacher: nn.Module | None = None
+    causal: bool = True
+    window: int = 0  # the original's positions: what the teacher reads and the losses compare
+    heads: dict[int, list[int] | None] | None = None  # attention transfer's layers and heads (None: off)
+    swap: GradualSwap | None = None
+    anchors: int = 0  # leading rows of a learned table kept frozen (0: off)
+    autocast: Callable[[], Any] = contextlib.nullcontext
+    restores: list[Callable[[], None]] = field(default_factory=list)
+    handles: list[Any] = field(default_factory=list)
+
+    @property
+    def active(self) -> bool:
+        return is_active(self.cfg)
 
     @classmethod
     def setup(cls, cfg: Any, model: nn.Module, teacher: nn.Module | None = None) -> Recovery:
@@ -62,7 +59,7 @@ class Recovery:
         from ...evaluation import is_causal_lm, trained_context_length
 
         if not is_active(cfg):
-            return cls(cfg, None, True, 0)
+            return cls(cfg)
         if getattr(model.config, "is_encoder_decoder", False):
             raise RecipeError("Conversion-aware fine-tuning supports causal and masked LMs, not encoder-decoders.")
         if uses_teacher(cfg):
@@ -76,7 +73,8 @@ class Recovery:
                 source = load_teacher(cfg.teacher_name_or_path, model)
             swap = GradualSwap(old_tables(model, source), cfg.gradual_swap_steps, cfg.gradual_swap_schedule)
         teacher = teacher if uses_teacher(cfg) else None
-        return cls(cfg, teacher, is_causal_lm(model), trained_context_length(model), heads, swap)
+        anchors = kept_rows(model) if cfg.freeze_trained_positions else 0
+        return cls(cfg, teacher, is_causal_lm(model), trained_context_length(model), heads, swap, anchors)
 
     def attach(self, model: nn.Module, steps: int, step: int = 0, autocast: Callable[[], Any] | None = None) -> None:
         """Ready to train `model` (wrapped and on its device) for `steps` optimizer steps from `step`: the teacher
@@ -90,6 +88,8 @@ class Recovery:
         if self.swap is not None:
             self.swap.resolve(steps)
             self.swap.install(unwrapped(model))
+        if self.anchors and not self.handles:
+            self.handles = freeze_rows(unwrapped(model), self.anchors)
         self.autocast = autocast or contextlib.nullcontext
         self.at_step(step)
 
@@ -133,3 +133,5 @@ class Recovery:
             self.restores.pop()()
         if self.swap is not None:
             self.swap.remove()
+        while self.handles:
+            self.handles.pop().remove()

@@ -7,6 +7,17 @@ from typing import Any
 
 from ..errors import RecipeError
 
+FIELDS = (
+    "lm_weight",
+    "distill_weight",
+    "distill_temperature",
+    "attention_transfer_weight",
+    "attention_transfer_heads",
+    "gradual_swap_steps",
+    "gradual_swap_schedule",
+    "freeze_trained_positions",
+    "teacher_name_or_path",
+)  # the TrainConfig fields of hf_posenc.training.recovery
 WEIGHTS = ("lm_weight", "distill_weight", "attention_transfer_weight")
 TEACHER_USERS = "--distill_weight, --attention_transfer_weight and --gradual_swap_steps"
 SCHEDULES = ("linear", "cosine")
@@ -23,7 +34,7 @@ def uses_teacher(cfg: Any) -> bool:
 
 def is_active(cfg: Any) -> bool:
     """Whether any conversion-aware method is on (off: the model's own loss, exactly as without them)."""
-    return uses_teacher(cfg) or cfg.gradual_swap_steps > 0 or cfg.lm_weight != 1
+    return uses_teacher(cfg) or cfg.gradual_swap_steps > 0 or cfg.freeze_trained_positions or cfg.lm_weight != 1
 
 
 def check_recovery(cfg: Any) -> None:
@@ -46,6 +57,8 @@ def check_recovery(cfg: Any) -> None:
         )
     if cfg.gradual_swap_steps > 0 and cfg.encoding == "learned":
         raise RecipeError(LEARNED_SWAP)
+    if cfg.freeze_trained_positions and cfg.encoding not in (None, "", "none", "original", "learned"):
+        raise RecipeError(f"--freeze_trained_positions is for --encoding learned, not {cfg.encoding!r}.")
     parse_heads(cfg.attention_transfer_heads)
     if cfg.attention_transfer_heads and not cfg.attention_transfer_weight:
         raise RecipeError("--attention_transfer_heads is given but --attention_transfer_weight is 0.")

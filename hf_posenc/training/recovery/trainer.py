@@ -10,23 +10,23 @@ from transformers import Trainer
 
 from ..config import TrainConfig
 from .objective import Recovery
+from .settings import FIELDS
 
 
 def recovery_config(recovery: Mapping[str, Any] | TrainConfig | None) -> TrainConfig:
-    """A checked TrainConfig from the recovery settings given (a dict of TrainConfig field names, or a TrainConfig)."""
+    """A checked TrainConfig from the recovery settings given (a dict of its recovery fields, or a TrainConfig)."""
     if isinstance(recovery, TrainConfig):
         return recovery.check()
-    fields = set(TrainConfig.__dataclass_fields__)
-    unknown = sorted(set(recovery or {}) - fields)
+    unknown = sorted(set(recovery or {}) - set(FIELDS))
     if unknown:
-        raise TypeError(f"Unknown recovery setting(s) {unknown}; they are TrainConfig fields (e.g. distill_weight).")
+        raise TypeError(f"Unknown recovery setting(s) {unknown}; the settings are {', '.join(FIELDS)}.")
     return TrainConfig(**dict(recovery or {})).check()
 
 
 class ConversionTrainer(Trainer):
     """A transformers `Trainer` whose training loss is the conversion-aware one of `hf_posenc.training.train`.
 
-    `recovery` holds the settings, named as TrainConfig's fields (`{"distill_weight": 1.0, "lm_weight": 0.5}`);
+    `recovery` holds the settings, TrainConfig's recovery fields (`{"distill_weight": 1.0, "lm_weight": 0.5}`);
     `teacher` is the unconverted original (default: rebuilt from `model`, which must then be converted in this
     process and not changed since; a PEFT-wrapped model needs `teacher=`, built before wrapping). The teacher is
     built before the Trainer moves the model. Evaluation uses the model's own loss. The loss is a per-batch mean,
