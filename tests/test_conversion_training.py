@@ -83,6 +83,24 @@ def test_a_teacher_is_refused_once_the_converted_weights_changed():
         assert torch.equal(before(ids).logits, tiny_gpt2().eval()(ids).logits)
 
 
+def test_the_teacher_runs_in_the_students_dtype_and_mixed_precision():
+    cfg = TrainConfig(distill_weight=1.0)
+    model = hf_posenc.convert(tiny_gpt2(), "rope")
+    recovery = Recovery.setup(cfg, model)
+    model.to(torch.bfloat16)
+    recovery.attach(model, steps=1)
+    assert {p.dtype for p in recovery.teacher.parameters()} == {torch.bfloat16}
+
+    model = hf_posenc.convert(tiny_gpt2(), "rope")
+    recovery = Recovery.setup(cfg, model)
+    recovery.attach(model, steps=1, autocast=lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+    seen = []
+    recovery.teacher.lm_head.register_forward_hook(lambda module, args, output: seen.append(output.dtype))
+    ids = torch.randint(3, VOCAB, (1, WINDOW))
+    recovery.training_loss(model, {"input_ids": ids, "labels": ids})
+    assert seen == [torch.bfloat16]
+
+
 # ---- the distillation loss ----
 
 
