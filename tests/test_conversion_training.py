@@ -596,3 +596,18 @@ def test_frozen_anchors_are_refused_where_no_row_was_kept():
             Recovery.setup(TrainConfig(freeze_trained_positions=True), model)
     model = hf_posenc.convert(tiny_gpt2(), "learned", method="keep_stretch", keep=5)
     assert Recovery.setup(TrainConfig(freeze_trained_positions=True), model).anchors == 5
+
+
+def test_a_resumed_run_gives_the_losses_of_an_uninterrupted_one(tmp_path):
+    """Stopped after one step and resumed: the teacher is the original again, the swap resumes at its scale."""
+    methods = {"distill_weight": 1.0, "gradual_swap_steps": 2}
+    common = {"block_size": WINDOW, "batch_size": 2, "max_steps": 3, "log_every": 1, "progress": False, **methods}
+    full = TrainConfig(output_dir=str(tmp_path / "full"), **common)
+    train(hf_posenc.convert(tiny_gpt2(dropout=0.1), "rope"), blocks(), None, full, CausalCollator())
+    split = TrainConfig(output_dir=str(tmp_path / "split"), stop_after_steps=1, **common)
+    train(hf_posenc.convert(tiny_gpt2(dropout=0.1), "rope"), blocks(), None, split, CausalCollator())
+    split.stop_after_steps, split.resume_from_checkpoint = None, "latest"
+    train(hf_posenc.convert(tiny_gpt2(dropout=0.1), "rope"), blocks(), None, split, CausalCollator())
+    assert logged_losses(tmp_path / "split") == pytest.approx(logged_losses(tmp_path / "full"), rel=1e-6)
+    with pytest.raises(RecipeError, match="no method reads it"):
+        Recovery.setup(TrainConfig(), hf_posenc.convert(tiny_gpt2(), "rope"), teacher=tiny_gpt2())

@@ -58,6 +58,11 @@ class Recovery:
         from ...convert import original_record
         from ...evaluation import is_causal_lm, trained_context_length
 
+        if teacher is not None and not (uses_teacher(cfg) or cfg.gradual_swap_steps):
+            raise RecipeError(
+                "A teacher is given, but no method reads it: set distill_weight, attention_transfer_weight "
+                "or gradual_swap_steps."
+            )
         if not is_active(cfg):
             return cls(cfg)
         if getattr(model.config, "is_encoder_decoder", False):

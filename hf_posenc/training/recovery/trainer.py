@@ -46,6 +46,8 @@ class ConversionTrainer(Trainer):
         teacher: nn.Module | None = None,
         **kwargs: Any,
     ):
+        if model is None:
+            raise TypeError("ConversionTrainer needs the model (model=): its teacher is built from it.")
         self.recovery = Recovery.setup(recovery_config(recovery), model, teacher)
         super().__init__(model, *args, **kwargs)
         self._attached = False
