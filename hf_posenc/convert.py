@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -71,12 +72,16 @@ def convert(model: nn.Module, encoding: str, *, max_length: int | None = None, *
     if max_length is None:
         max_length = default_max_length(encoding, validated, window)
     max_length = check_max_length(max_length, encoding, validated)
-    head = family.heads[type(model)]
-    new_config = converted_config(family, old_config, head, encoding, validated, window, max_length)
+    original_class = type(model)
+    new_config = converted_config(
+        family, old_config, family.heads[original_class], encoding, validated, window, max_length
+    )
+    before = dict(model.named_parameters())
 
-    model.__class__ = family.heads[type(model)]
+    model.__class__ = family.heads[original_class]
     replace_config(model, old_config, new_config)
     encodings = family.adopt_all(model)
+    record_outputs(model)
     for name, position_encoding in encodings.items():
         position_encoding.load_absolute_table(tables[name])
     resolved = {name: dict(position_encoding.config_options) for name, position_encoding in encodings.items()}
@@ -88,10 +93,43 @@ def convert(model: nn.Module, encoding: str, *, max_length: int | None = None, *
             for name, options in resolved.items()
         }
     setattr(model, CONVERTED_WEIGHTS, weights_state(model))  # lets a model card say "not fine-tuned after the swap"
+    after, paths = dict(model.named_parameters()), {id(module): path for path, module in model.named_modules()}
+    removed = {name: parameter.detach() for name, parameter in before.items() if name not in after}
+    by_path = {paths[id(position_encoding)]: tables[name] for name, position_encoding in encodings.items()}
+    setattr(model, ORIGINAL, Original(original_class, old_config, removed, by_path))
     return model
 
 
 CONVERTED_WEIGHTS = "_hf_posenc_weights_at_conversion"
+ORIGINAL = "_hf_posenc_original"
+
+
+@dataclass(frozen=True)
+class Original:
+    """What `convert` took out of a model, kept on it (not saved) so that the original can be rebuilt from it while
+    its weights are unchanged: the class and config it had, the parameters it removed (the position tables, by name)
+    and each table's rows in use by the path of the encoding that replaced it."""
+
+    model_class: type
+    config: Any
+    removed: dict[str, torch.Tensor]
+    tables: dict[str, torch.Tensor]
+
+
+def original_record(model: nn.Module) -> Original | None:
+    """The record `convert` left on `model`, or None (not converted in this process)."""
+    return model.__dict__.get(ORIGINAL)
+
+
+def record_outputs(model: nn.Module) -> None:
+    """Let transformers capture attentions and hidden states (`output_attentions=True`) of a model whose classes
+    changed in place: it looks the capturable outputs up by class, registered when a model is built."""
+    from transformers import PreTrainedModel
+    from transformers.utils.output_capturing import _CAN_RECORD_REGISTRY
+
+    for module in model.modules():
+        if isinstance(module, PreTrainedModel):
+            _CAN_RECORD_REGISTRY[module] = module._can_record_outputs
 
 
 def weights_state(model: nn.Module) -> tuple[tuple[str, int, int, float], ...]:

@@ -2,6 +2,10 @@
 
 accelerate launch recipes/finetune_mlm.py --model_name_or_path bert-base-uncased --encoding rope --output_dir out/b
 python recipes/finetune_mlm.py --config recipes/configs/finetune_mlm.yaml
+
+With --distill_weight or --attention_transfer_weight the model as it was before conversion teaches the converted one
+(KL on the logits or attention inside its window; a second model in memory); with --gradual_swap_steps the old
+table fades out of the input over the first steps. See hf_posenc.training.recovery.
 """
 
 from __future__ import annotations

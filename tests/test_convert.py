@@ -462,3 +462,24 @@ def test_set_rope_scaling_refuses_before_changing_anything():
     with pytest.raises(PositionEncodingError, match="max_length"):
         hf_posenc.set_rope_scaling(rope, {"rope_type": "linear", "factor": 2.0}, max_length=0)
     assert rope.transformer.position_encoding is encoding and rope.config.position_encoding_options == options
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_a_model_converted_in_place_returns_attentions_and_hidden_states(case):
+    """transformers captures attentions and hidden states by the model's class, registered when a model is built;
+    a model converted in place returns the same ones as one built as converted."""
+    torch.manual_seed(0)
+    model = case.build()
+    model.set_attn_implementation("eager")
+    hf_posenc.convert(model, "alibi")
+    built = type(model)(copy.deepcopy(model.config)).eval()
+    built.load_state_dict(model.state_dict())
+    ids = torch.randint(3, VOCAB, (1, 8))
+
+    def captured(m):
+        out = case.text_part(m)(ids, output_attentions=True, output_hidden_states=True)
+        return {key: [t.shape for t in value] for key, value in out.items() if "attentions" in key or "hidden" in key}
+
+    expected = captured(built)
+    assert any("attentions" in key and value for key, value in expected.items())
+    assert captured(model) == expected

@@ -37,3 +37,19 @@ def test_bf16_cuda_forward_is_finite_and_close_to_fp32(case, encoding):
         half = case.outputs(model.to(torch.bfloat16), ids).float()
     assert torch.isfinite(half).all()
     assert (half - reference).abs().max() < 5e-2 * reference.abs().max()
+
+
+def test_conversion_aware_training_in_bf16_on_cuda(tmp_path):
+    """Distillation, attention transfer and a gradual swap under Accelerate's bf16 on the GPU: the teacher and the
+    old table follow the model there, and the saved model is a plain conversion."""
+    from safetensors.torch import load_file
+
+    from hf_posenc.training import CausalCollator, TrainConfig, train
+    from tests.test_conversion_training import blocks, plain_keys, tiny_gpt2
+
+    methods = {"distill_weight": 1.0, "attention_transfer_weight": 1.0, "gradual_swap_steps": 1}
+    cfg = TrainConfig(output_dir=str(tmp_path), block_size=32, batch_size=2, max_steps=2, mixed_precision="bf16",
+                      progress=False, **methods)  # fmt: skip
+    result = train(hf_posenc.convert(tiny_gpt2(), "rope"), blocks(), None, cfg, CausalCollator())
+    assert result["finished"] and next(result["model"].parameters()).device.type == "cuda"
+    assert set(load_file(tmp_path / "model.safetensors")) == plain_keys("rope")

@@ -5,9 +5,11 @@ from .data import CausalCollator, DenoisingCollator, MaskedCollator, TextData, l
 from .errors import RecipeError, run_cli
 from .loop import latest_checkpoint, train
 from .model import check_block_size, convert_if_asked, load_model, load_tokenizer, select_trainable
+from .recovery import ConversionTrainer, teacher_from
 
 __all__ = [
     "CausalCollator",
+    "ConversionTrainer",
     "DenoisingCollator",
     "MaskedCollator",
     "RecipeError",
@@ -24,6 +26,7 @@ __all__ = [
     "run_cli",
     "select_trainable",
     "silence_progress_bars",
+    "teacher_from",
     "tokenize_and_pack",
     "train",
 ]

@@ -52,6 +52,28 @@ class TrainConfig:
     mixed_precision: str = field(default="no", metadata={"help": "no, bf16 or fp16 (Accelerate)."})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations to save memory."})
     mlm_probability: float = field(default=0.15, metadata={"help": "Masked-LM masking rate (finetune_mlm)."})
+    # conversion-aware fine-tuning (hf_posenc.training.recovery); the teacher is the model before conversion
+    lm_weight: float = field(default=1.0, metadata={"help": "Weight of the LM loss (0: distillation alone)."})
+    distill_weight: float = field(
+        default=0.0, metadata={"help": "Weight of KL(original || converted) on the logits inside the window (0: off)."}
+    )
+    distill_temperature: float = field(default=2.0, metadata={"help": "Distillation temperature (loss x T^2)."})
+    attention_transfer_weight: float = field(
+        default=0.0, metadata={"help": "Weight of the KL between the original's and the model's attention (0: off)."}
+    )
+    attention_transfer_heads: str | None = field(
+        default=None, metadata={"help": "Heads for attention transfer: 'L' or 'L:H', comma-separated (default: all)."}
+    )
+    gradual_swap_steps: float = field(
+        default=0, metadata={"help": "Steps (or fraction of the run if < 1) the old table fades out over (0: off)."}
+    )
+    gradual_swap_schedule: str = field(default="linear", metadata={"help": "Gradual swap fade: linear or cosine."})
+    freeze_trained_positions: bool = field(
+        default=False, metadata={"help": "learned only: the pretrained rows stay frozen, the new ones train."}
+    )
+    teacher_name_or_path: str | None = field(
+        default=None, metadata={"help": "The unconverted original (default: the model as it was before conversion)."}
+    )
     log_every: int = field(default=10, metadata={"help": "Log loss and tokens/s every N steps."})
     eval_every: int = field(default=0, metadata={"help": "Evaluate every N steps (0: only at the end)."})
     max_eval_blocks: int = field(default=64, metadata={"help": "Held-out blocks used by periodic evaluation."})
@@ -98,6 +120,9 @@ class TrainConfig:
             raise RecipeError(f"--learning_rate must be positive, got {self.learning_rate}.")
         self.options()
         trackers(self.report_to)
+        from .recovery.settings import check_recovery
+
+        check_recovery(self)
         return self
 
 

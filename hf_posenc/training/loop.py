@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from .config import TrainConfig, trackers
 from .errors import RecipeError
 from .model import select_trainable, trainable_count, unwrap_for_saving
+from .recovery import Recovery
 
 
 def make_accelerator(cfg: TrainConfig):
@@ -207,6 +208,7 @@ def train(
     probe: Callable[[nn.Module], dict[str, Any]] | None = None,
     probe_steps: Sequence[int] = (),
     project_name: str = "hf_posenc",
+    teacher: nn.Module | None = None,
 ) -> dict[str, Any]:
     """Train `model` on `train_set` blocks with Accelerate; save it (LoRA merged) to cfg.output_dir.
 
@@ -218,6 +220,10 @@ def train(
     "step" and "tokens", go to metrics.jsonl (event "probe") and to the result's "probes"; a resumed run returns only
     the probes of its own session (the earlier ones are in metrics.jsonl). Probes call the unwrapped model on every
     process, so they are refused under FSDP, whose parameters are sharded.
+
+    The conversion-aware methods cfg turns on (`hf_posenc.training.recovery`: distillation and attention transfer
+    from `teacher`, by default the model as it was before conversion, and a gradual swap) shape the training loss;
+    the saved model carries no trace of them.
 
     Returns {"steps", "tokens", "train_loss", "eval_loss", "seconds", "tokens_per_second", "output_dir", "probes",
     "learning_rates" (each parameter group's peak learning rate, by group name)}.
@@ -233,6 +239,7 @@ def train(
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(vars(cfg), indent=2, default=str) + "\n")
+    recovery = Recovery.setup(cfg, model, teacher)  # before PEFT wraps the model: it may rebuild the original
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     declare_loss_type(model)
@@ -263,6 +270,7 @@ def train(
         accelerator.load_state(str(path))
         progress = json.loads((path / "progress.json").read_text())
         step, resumed_micro = progress["step"], progress["micro"]
+    recovery.attach(model, steps, step, accelerator.autocast)
 
     facts = {"steps": steps, "trainable_parameters": trained, "parameters": total, "processes": processes}
     accelerator.init_trackers(project_name, config=tracker_config(cfg, **facts))
@@ -313,7 +321,7 @@ def train(
             if cfg.record_batches and blocks is not None:
                 seen_blocks.extend(int(b) for b in blocks)
             with accelerator.accumulate(model):
-                loss = model(**batch).loss
+                loss = recovery.training_loss(model, batch)
                 accelerator.backward(loss)
                 optimizer.step()
                 scheduler.step()
@@ -326,6 +334,7 @@ def train(
             if not accelerator.sync_gradients:
                 continue
             step += 1
+            recovery.at_step(step)
             bar.update(1)
             if step % cfg.log_every == 0 or step == stop_at:
                 now = time.perf_counter()
@@ -346,6 +355,7 @@ def train(
             if step >= stop_at:
                 break
     bar.close()
+    recovery.close()
     seconds = time.perf_counter() - start_time - probe_seconds
     if cfg.record_batches:
         path = out / f"batches_rank{accelerator.process_index}.json"
