@@ -325,11 +325,12 @@ def test_finetune_clm_recovery_flags(workspace, tmp_path, encoding, settings):  
 def test_finetune_clm_teacher_from_a_folder(workspace, tmp_path, capsys):  # noqa: F811
     """A model converted earlier (saved, not converted by the recipe) has no original in memory: distillation asks
     for --teacher_name_or_path and then reads the original from there."""
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     root, files = workspace
     converted = hf_posenc.convert(AutoModelForCausalLM.from_pretrained(root / "base"), "rope")
     converted.save_pretrained(tmp_path / "rope")
+    AutoTokenizer.from_pretrained(root / "base").save_pretrained(tmp_path / "rope")  # a checkpoint with its tokenizer
     argv = flags(root, files, tmp_path / "out", "--max_steps", "1", "--distill_weight", "1")
     argv[argv.index("--model_name_or_path") + 1] = str(tmp_path / "rope")
     with pytest.raises(SystemExit):

@@ -79,7 +79,7 @@ def test_quickstart_runs_offline(tmp_path, parameters):
     statuses = {r["length"]: r["status"] for r in original}
     assert statuses == {128: "ok", 256: "ok", 512: "unsupported", 1024: "unsupported"}
     assert original[1]["perplexity"] < 200  # a base that has learned language (a unigram model scores ~660)
-    assert all(r["status"] == "ok" for r in report["models"]["rope, fine-tuned"]["perplexity"])
+    assert all(r["status"] == "ok" for r in report["models"]["quickstart-rope"]["perplexity"])
 
 
 def fake_result(window: int, lengths: list[int], base: float, growth: float | None, mode: str = "chunked") -> dict:

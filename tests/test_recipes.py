@@ -405,7 +405,7 @@ def test_swap_study_prints_no_transformers_warning(tmp_path):
     """A small quick study in fresh processes (transformers warns once per process), fine-tuning in two workers:
     nothing in its output is a transformers warning."""
     overrides = ["encodings={rope: {}, learned: {}}", "seeds=[0]", "workers=2", "finetune.token_budget=4096",
-                 "finetune.batch_size=4", "curve.points=1", "curve.windows_per_book=1", "eval.max_tokens=256",
+                 "finetune.batch_size=4", "curve.points=1", "curve.windows_per_book=1", "eval.spans_per_book=1",
                  "eval.factors=[1,2]", "scaling=[linear]"]  # fmt: skip
     command = [sys.executable, str(RECIPES / "swap_study.py"), "--setting", "quick", "--out_dir", str(tmp_path / "s"),
                "--models_dir", str(tmp_path / "models"), *[x for o in overrides for x in ("--set", o)]]  # fmt: skip
