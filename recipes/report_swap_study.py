@@ -319,13 +319,16 @@ def verdict_lines(part: dict[str, Any]) -> list[str]:
         "| --- | --- | --- |",
     ]
     for v in part["verdicts"]:
-        evidence = v["evidence"]
-        if "comparisons" in evidence:
-            text = "; ".join(f"{c['higher']} - {c['lower']}: {change(c)}" for c in evidence["comparisons"]) or "n/a"
-        else:
-            text = ", ".join(f"{ratio(i)} at {int(n) // part['window']}x" for n, i in evidence.items()) or "n/a"
-        lines.append(f"| {v['claim']} | {v['reproduces']} | {text} |")
+        lines.append(f"| {v['claim']} | {v['reproduces']} | {evidence_text(v, part['window'])} |")
     return lines + [""]
+
+
+def evidence_text(verdict: dict[str, Any], window: int) -> str:
+    """A literature verdict's evidence: each length's rise, or nope's paired differences with the others."""
+    evidence = verdict["evidence"]
+    if "comparisons" in evidence:
+        return "; ".join(f"{c['higher']} - {c['lower']} {change(c)}" for c in evidence["comparisons"]) or "n/a"
+    return ", ".join(f"{ratio(i)} at {int(n) // window}x" for n, i in evidence.items()) or "n/a"
 
 
 def drope_lines(part: dict[str, Any]) -> list[str]:
@@ -599,11 +602,7 @@ def readme_findings(record: dict[str, Any]) -> str:
             + "."
         )
     for v in part["verdicts"]:
-        evidence = v["evidence"]
-        if "comparisons" in evidence:
-            text = "; ".join(f"{c['higher']} - {c['lower']} {change(c)}" for c in evidence["comparisons"]) or "n/a"
-        else:
-            text = ", ".join(f"{ratio(i)} at {int(n) // part['window']}x" for n, i in evidence.items()) or "n/a"
+        text = evidence_text(v, part["window"])
         lines.append(f"- Press et al. (2022): *{v['claim']}*: **{v['reproduces']}** ({text}).")
     d = part.get("drope")
     if d:
