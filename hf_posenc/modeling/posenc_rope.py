@@ -19,8 +19,8 @@ ROPE_TYPES = ("default", *ROPE_INIT_FUNCTIONS)
 
 
 def apply_rotation(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
-    """`x * cos + cat(-x2, x1) * sin` in three kernels: `flip` swaps the halves, `signed_sin` carries the sign."""
-    return torch.addcmul(x * cos, x.unflatten(-1, (2, -1)).flip(-2).flatten(-2), signed_sin)
+    """`x * cos + cat(-x2, x1) * sin` in three passes: `roll` swaps the halves, `signed_sin` carries the sign."""
+    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), signed_sin)
 
 
 def signed_frequencies(inv_freq: torch.Tensor) -> torch.Tensor:
