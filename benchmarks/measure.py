@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import statistics
 from collections.abc import Callable
 
 import torch
@@ -33,7 +35,7 @@ def measure(settings: Settings, on_rows: Callable[[list[dict]], None] | None = N
                 del skipped[ORIGINAL]
             for case in settings.cases:
                 progress.set_postfix_str(f"{backend} {case.label}")
-                input_ids = make_inputs(case, shape.batch, shape.vocab).to(settings.device)
+                input_ids = make_inputs(case, case.batch or shape.batch, shape.vocab).to(settings.device)
                 new_rows = measure_case(settings, case, variants, skipped, input_ids, optimizer)
                 for row in new_rows:
                     row["backend"] = backend
@@ -81,7 +83,8 @@ def measure_case(
 def make_rows(
     settings: Settings, case: Case, times: dict[str, list[float]], memory: dict[str, int], errors: dict[str, str]
 ) -> list[dict]:
-    base = {"case": case.kind, "seq_len": case.seq_len, "batch": settings.shape.batch, "label": case.label}
+    batch = case.batch or settings.shape.batch
+    base = {"case": case.kind, "seq_len": case.seq_len, "batch": batch, "label": case.label}
     rows = []
     original = summarize(times[ORIGINAL]) if ORIGINAL in memory else None
     for name in [ORIGINAL, *settings.encodings]:
@@ -93,9 +96,7 @@ def make_rows(
         stats["min_s"] = min(times[name])
         row.update(stats, peak_bytes=memory[name], times_s=times[name])
         row["tokens_per_s" if case.higher_is_better else "s_per_token"] = (
-            case.tokens(settings.shape.batch) / stats["median_s"]
-            if case.higher_is_better
-            else stats["median_s"] / case.decode_steps
+            case.tokens(batch) / stats["median_s"] if case.higher_is_better else stats["median_s"] / case.decode_steps
         )
         if original is not None:
             row.update(ratios(case, stats, original, min(times[ORIGINAL]), memory[name], memory[ORIGINAL]))
@@ -119,8 +120,28 @@ def ratios(case: Case, stats: dict, original: dict, original_min: float, peak: i
 
 
 def round_spread(case: Case, times: list[float], original_times: list[float]) -> dict:
-    """The ratio in each interleaved round (both measured in the same round), and its range over the rounds."""
+    """The ratio in each interleaved round (both measured in the same round), its range over the rounds, and its
+    median with a 95 % interval (paired: a slow drift of the machine's speed cancels within a round)."""
     per_round = [
         (o / t if case.higher_is_better else t / o) for t, o in zip(times, original_times, strict=True) if t and o
     ]
-    return {"round_ratios": per_round, "ratio_low": min(per_round), "ratio_high": max(per_round)} if per_round else {}
+    if not per_round:
+        return {}
+    return {
+        "round_ratios": per_round,
+        "ratio_low": min(per_round),
+        "ratio_high": max(per_round),
+        "round_ratio_median": statistics.median(per_round),
+        "round_ratio_interval": median_interval(per_round),
+    }
+
+
+def median_interval(values: list[float], confidence: float = 0.95) -> list[float]:
+    """A distribution-free interval for the median: the order statistics x_(k) and x_(n+1-k), with k the largest
+    rank for which a Binomial(n, 1/2) falls below k with probability at most (1 - confidence) / 2."""
+    n, ordered = len(values), sorted(values)
+    k, below = 0, 0.0
+    while k < n // 2 and below + math.comb(n, k) / 2**n <= (1 - confidence) / 2:
+        below += math.comb(n, k) / 2**n
+        k += 1
+    return [ordered[max(k - 1, 0)], ordered[n - max(k, 1)]]

@@ -87,6 +87,15 @@ def write_json(path: Path, meta: dict, settings: Settings, rows: list[dict]) -> 
     path.write_text(json.dumps(record, indent=1) + "\n")
 
 
+def targets_text() -> str:
+    """The targets as one line: "rope: forward >= 0.98, ...; t5_bias: ..."."""
+    signs = {"forward": ">=", "train": ">=", "decode": "<=", "memory": "<="}
+    return "; ".join(
+        f"{encoding}: " + ", ".join(f"{kind} {signs[kind]} {value}" for kind, value in targets.items())
+        for encoding, targets in TARGETS.items()
+    )
+
+
 def target_mark(encoding: str, backend: str, kind: str, value: float | None) -> str:
     """' ✓'/' ✗' where the issue sets a CPU sdpa target for this cell, else ''."""
     target = TARGETS.get(encoding, {}).get(kind)
@@ -127,6 +136,9 @@ def cell(row: dict, key: str, encoding: str, backend: str) -> str:
     kind = "memory" if key == "memory_ratio" else row["case"]
     if key == "ratio_best":
         return f"{value:.3f}"
+    if key == "round_ratio_median":
+        low, high = row["round_ratio_interval"]
+        return f"{value:.3f} [{low:.3f}–{high:.3f}]"
     spread = f" ({row['ratio_low']:.2f}–{row['ratio_high']:.2f})" if key == "ratio" and "ratio_low" in row else ""
     return f"{value:.3f}{spread}{target_mark(encoding, backend, kind, value)}"
 
@@ -185,7 +197,9 @@ def write_markdown(path: Path, meta: dict, settings: Settings, rows: list[dict],
         f"- Versions: Python {meta['python']}, torch {meta['torch']}, transformers {meta['transformers']}, "
         f"hf_posenc {meta['hf_posenc']}.",
         f"- Model: GPT-2, {shape.layers} layers x {shape.hidden} wide, {shape.heads} heads, vocab {shape.vocab}, "
-        f"random weights, {str(settings.dtype).removeprefix('torch.')}; batch {shape.batch}; device {settings.device}.",
+        f"random weights, {str(settings.dtype).removeprefix('torch.')}; batch {shape.batch}"
+        + (" where a workload's label gives no B=" if any(case.batch for case in settings.cases) else "")
+        + f"; device {settings.device}.",
         f"- Timing: torch.utils.benchmark `blocked_autorange` on the "
         f"{'process CPU-time' if settings.clock == 'cpu' else 'wall'} clock after one warm-up call, "
         f"{settings.rounds} interleaved rounds per workload (every variant once per round, order rotated), "
@@ -197,9 +211,7 @@ def write_markdown(path: Path, meta: dict, settings: Settings, rows: list[dict],
         "Speed = original time / converted time (forward, train step, prefill: higher is better); latency = "
         "converted / original per decoded token with the KV cache (lower is better); in brackets the range of that "
         "ratio over the rounds; mem = converted / original "
-        f"peak memory (lower is better). ✓/✗: the issue's CPU {TARGET_BACKEND} targets "
-        "(rope: forward >= 0.98, train >= 0.97, decode <= 1.03, memory <= 1.03; t5_bias and alibi: >= 0.97, "
-        ">= 0.95, <= 1.05, <= 1.05).",
+        f"peak memory (lower is better). ✓/✗: the CPU {TARGET_BACKEND} targets ({targets_text()}).",
         "",
     ]
     if busy(meta) and settings.clock == "wall":
@@ -227,6 +239,15 @@ def write_markdown(path: Path, meta: dict, settings: Settings, rows: list[dict],
                 f"RoPE scaling types against plain rope (target <= {SCALING_DECODE_TARGET}; range over rounds):",
                 "",
                 *scaling,
+                "",
+            ]
+        if any("round_ratio_median" in row for row in backend_rows):
+            lines += [
+                "Paired: the median of the per-round ratios (each variant against the original measured in the same "
+                "round, so that a slow drift of the machine's speed cancels), with a distribution-free 95 % interval "
+                "of that median in brackets:",
+                "",
+                *ratio_table(rows, backend, encodings, key="round_ratio_median"),
                 "",
             ]
         lines += [
@@ -337,7 +358,7 @@ def settings_from_record(record: dict) -> Settings:
     from .workloads import Case
 
     saved = record["settings"]
-    cases = tuple(Case(label.split()[0], int(label.split("T=")[1])) for label in saved["cases"])
+    cases = tuple(Case.from_label(label) for label in saved["cases"])
     return Settings(
         shape=Shape(**saved["shape"]),
         cases=cases,

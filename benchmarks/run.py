@@ -28,7 +28,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny model and lengths, 2 rounds (a smoke run)")
     parser.add_argument("--encodings", help=f"comma-separated subset of {','.join(ALL_ENCODINGS)}")
     parser.add_argument("--backends", help="comma-separated attention backends (default: sdpa,eager on CPU)")
-    parser.add_argument("--cases", help="comma-separated kind:T, e.g. forward:512,train:512,decode:1024")
+    parser.add_argument(
+        "--cases", help="comma-separated kind:T or kind:T:batch (default: the shape's batch), e.g. decode:32:1"
+    )
     parser.add_argument("--shape", help="layers,hidden,heads,vocab,batch (default 12,768,12,50257,4)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds per workload (default 3; quick 2)")
     parser.add_argument("--min-run-time", type=float, help="seconds per blocked_autorange measurement")
@@ -83,10 +85,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def parse_case(item: str) -> Case:
-    kind, _, length = item.strip().partition(":")
-    if kind not in ("forward", "train", "prefill", "decode") or not length.isdigit():
-        sys.exit(f"error: a case is kind:T with kind forward, train, prefill or decode, got {item!r}")
-    return Case(kind, int(length))
+    kind, *numbers = item.strip().split(":")
+    if kind not in ("forward", "train", "prefill", "decode") or len(numbers) not in (1, 2):
+        numbers = []
+    if not numbers or not all(n.isdigit() and int(n) > 0 for n in numbers):
+        sys.exit(f"error: a case is kind:T or kind:T:batch with kind forward, train, prefill or decode, got {item!r}")
+    return Case(kind, int(numbers[0]), batch=int(numbers[1]) if len(numbers) == 2 else None)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -22,11 +22,12 @@ FULL_CASES = (
 )
 QUICK_CASES = (Case("forward", 128), Case("train", 64), Case("prefill", 128), Case("decode", 128))
 
-# CPU, sdpa, converted / original (the issue's table): throughput floors, decode-latency and memory ceilings.
+# CPU, sdpa, converted / original (the issues' tables): throughput floors, decode-latency and memory ceilings.
+# Decode: per generated token, at batch 1 and 4, at short and long context.
 TARGETS = {
     "rope": {"forward": 0.98, "train": 0.97, "decode": 1.03, "memory": 1.03},
     "t5_bias": {"forward": 0.97, "train": 0.95, "decode": 1.05, "memory": 1.05},
-    "alibi": {"forward": 0.97, "train": 0.95, "decode": 1.05, "memory": 1.05},
+    "alibi": {"forward": 0.97, "train": 0.95, "decode": 1.03, "memory": 1.05},
 }
 TARGET_BACKEND = "sdpa"
 SCALING_DECODE_TARGET = 1.05  # decode latency of rope with a scaling type / plain rope

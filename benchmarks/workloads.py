@@ -12,15 +12,23 @@ from transformers import DynamicCache
 
 @dataclass(frozen=True)
 class Case:
-    """One workload: forward / train / prefill / decode at `seq_len` tokens of context."""
+    """One workload: forward / train / prefill / decode at `seq_len` tokens of context, at its own `batch` size or
+    (None) the shape's."""
 
     kind: str
     seq_len: int
     decode_steps: int = 8
+    batch: int | None = None
 
     @property
     def label(self) -> str:
-        return f"{self.kind} T={self.seq_len}"
+        return f"{self.kind} T={self.seq_len}" + (f" B={self.batch}" if self.batch else "")
+
+    @classmethod
+    def from_label(cls, label: str) -> Case:
+        kind, *fields = label.split()
+        values = dict(field.split("=") for field in fields)
+        return cls(kind, int(values["T"]), batch=int(values["B"]) if "B" in values else None)
 
     @property
     def higher_is_better(self) -> bool:

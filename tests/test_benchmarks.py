@@ -8,9 +8,10 @@ import math
 import pytest
 import torch
 
-from benchmarks.measure import ratios
+from benchmarks import report
+from benchmarks.measure import median_interval, ratios
 from benchmarks.models import CONTROL, ORIGINAL, QUICK, build_variants
-from benchmarks.run import main
+from benchmarks.run import main, parse_case
 from benchmarks.timing import peak_memory
 from benchmarks.workloads import Case
 
@@ -53,6 +54,35 @@ def test_scaled_rope_variants_get_their_own_table_with_the_range_over_rounds(tmp
     assert "RoPE scaling types against plain rope" in markdown
     against_rope = rows[("rope_dynamic", 12)]["median_s"] / rows[("rope", 12)]["median_s"]
     assert f"| rope_dynamic | {against_rope:.3f} (" in markdown
+
+
+def test_decode_cases_carry_their_own_batch_through_json_and_markdown(tmp_path):
+    args = ["--quick", "--shape", "1,32,2,64,4", "--cases", "decode:12:1,decode:12", "--encodings", "rope,twin"]
+    args += ["--backends", "sdpa", "--rounds", "3", "--min-run-time", "0", "--threads", "1"]
+    main([*args, "--out", str(tmp_path)])
+    record = json.loads((tmp_path / "results.json").read_text())
+    assert record["settings"]["cases"] == ["decode T=12 B=1", "decode T=12"]
+    batches = {row["label"]: row["batch"] for row in record["rows"]}
+    assert batches == {"decode T=12 B=1": 1, "decode T=12": 4}
+    for row in record["rows"]:
+        low, high = row["round_ratio_interval"]
+        assert low <= row["round_ratio_median"] <= high
+    assert "| twin | " in (tmp_path / "RESULTS.md").read_text()
+    assert report.settings_from_record(record).cases == (Case("decode", 12, batch=1), Case("decode", 12))
+
+
+def test_a_case_is_kind_length_and_optional_batch():
+    assert parse_case("decode:32:1") == Case("decode", 32, batch=1)
+    assert parse_case("forward:128") == Case("forward", 128)
+    for bad in ("decode:32:0", "decode", "decode:32:1:2", "sample:32"):
+        with pytest.raises(SystemExit, match="kind:T"):
+            parse_case(bad)
+
+
+def test_median_interval_takes_the_binomial_order_statistics():
+    assert median_interval(list(range(1, 22))) == [6, 16]  # n = 21: ranks 6 and 16 (97 % coverage)
+    assert median_interval(list(range(41, 0, -1))) == [14, 28]
+    assert median_interval([3.0, 1.0, 2.0]) == [1.0, 3.0]  # too few rounds for 95 %: the whole range
 
 
 def test_ratios_point_the_documented_way():

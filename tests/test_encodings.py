@@ -77,7 +77,7 @@ def test_rope_matches_llama_for_every_rope_type(rope_type, length):
 
     q, k = torch.randn(2, HEADS, length, HEAD_DIM), torch.randn(2, HEADS, length, HEAD_DIM)
     q_ref, k_ref = apply_rotary_pos_emb(q, k, cos_ref, sin_ref)
-    q_ours, k_ours = ours.rotate(q, k, *ours.rotation_tables(cos, sin))
+    q_ours, k_ours = ours.rotate(q, k, *ours.rotation_tables(position_ids, torch.float32))
     torch.testing.assert_close(q_ours, q_ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(k_ours, k_ref, atol=1e-5, rtol=1e-5)
 
@@ -96,7 +96,7 @@ def test_partial_rotary_matches_gpt_neox():
     torch.testing.assert_close(cos, cos_ref)
     q, k = torch.randn(1, HEADS, 100, HEAD_DIM), torch.randn(1, HEADS, 100, HEAD_DIM)
     q_ref, k_ref = neox_apply_rotary(q, k, cos_ref, sin_ref)
-    q_ours, k_ours = ours.rotate(q, k, *ours.rotation_tables(cos, sin))
+    q_ours, k_ours = ours.rotate(q, k, *ours.rotation_tables(position_ids, torch.float32))
     torch.testing.assert_close(q_ours, q_ref)
     torch.testing.assert_close(k_ours, k_ref)
     assert torch.equal(q_ours[..., 8:], q[..., 8:]), "dimensions past the rotary fraction must pass through"

@@ -53,10 +53,10 @@ class PosEncGPT2Attention(GPT2Attention):
         kwargs.pop("encoder_hidden_states", None)
         kwargs.pop("encoder_attention_mask", None)
         kwargs.pop("output_attentions", None)
-        query, key, value = self.c_attn(hidden_states).split(self.split_size, dim=2)
-        shape = (*query.shape[:-1], -1, self.head_dim)
-        query, key, value = (t.view(shape).transpose(1, 2) for t in (query, key, value))
-        query, key = position_context.rotate(query, key)
+        query_key_value = self.c_attn(hidden_states)
+        heads = query_key_value.view(*query_key_value.shape[:-1], -1, self.head_dim).transpose(1, 2)  # q, k, v heads
+        query, key = position_context.rotate_stacked(heads[:, : 2 * self.num_heads])  # one pass over q and k
+        value = heads[:, 2 * self.num_heads :]
         if cache is not None:
             key, value = cache.update(key, value, self.layer_idx, kwargs=kwargs)
         attention_mask = position_context.attention_mask(attention_mask, self.layer_idx, key.shape[-2])

@@ -55,6 +55,8 @@ def alibi_bias(
     distances: torch.Tensor, num_heads: int, causal: bool, slopes: torch.Tensor | None = None
 ) -> torch.Tensor:
     """[heads, *distances.shape]: minus slope x how far back the key lies (causal) or x |distance| (encoders)."""
-    penalty = distances.abs() if not causal else (-distances).clamp(min=0)
-    slopes = (alibi_slopes(num_heads) if slopes is None else slopes).to(distances.device)
-    return -(slopes.view(-1, *([1] * distances.ndim)) * penalty.float())
+    slopes = alibi_slopes(num_heads).to(distances.device) if slopes is None else slopes
+    slopes = slopes.view(-1, *([1] * distances.ndim))
+    if causal:  # a key that lies back by -d >= 0 gets slope * d (integer distances promote to float32)
+        return slopes * distances.clamp(max=0)
+    return -(slopes * distances.abs())

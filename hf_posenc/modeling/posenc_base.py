@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 from transformers.cache_utils import DynamicCache
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils.generic import TransformersKwargs
 
 KINDS = ("input", "rotary", "bias", "none")
@@ -168,23 +169,25 @@ class PositionEncoding(nn.Module):
         """kind "input": a [B or 1, T, hidden] tensor to add to the token embeddings."""
         return None
 
-    def rotary(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """kind "rotary": float32 (cos, sin) of shape [B or 1, T, rotary_dim]."""
-        return None
-
     def distance_bias(self, distances: torch.Tensor) -> torch.Tensor | None:
         """kind "bias": float32 [tables, heads, *distances.shape] for key-minus-query `distances` (tables: 1, or one
         per layer). `distances` is 1-D (every distance once, default positions) or [batch, queries, keys] (explicit
         `position_ids`)."""
         return None
 
-    def rotation_tables(self, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Turn `rotary`'s (cos, sin), cast to the model's dtype, into what `rotate` takes: once per forward."""
-        return cos, sin
+    def rotation_tables(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, ...] | None:
+        """kind "rotary": what `rotate` takes for these positions, in the model's `dtype`; once per forward, shared by
+        all layers (RoPE: cos and a signed sin of shape [B or 1, 1, T, rotary_dim], computed in float32)."""
+        return None
 
-    def rotate(self, query: torch.Tensor, key: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+    def rotate(self, query: torch.Tensor, key: torch.Tensor, *tables: torch.Tensor):
         """Apply the `rotation_tables` to q and k of shape [B, H, T, head_dim]."""
         return query, key
+
+    def rotate_stacked(self, query_key: torch.Tensor, *tables: torch.Tensor):
+        """`rotate` for q and k stacked on the head axis, [B, 2 x H, T, head_dim] (as a fused projection gives them);
+        returns q and k. An encoding that rotates q and k alike overrides it with one pass over both."""
+        return self.rotate(*query_key.chunk(2, dim=1), *tables)
 
     def forward(
         self,
@@ -214,9 +217,8 @@ class PositionEncoding(nn.Module):
             backend=attention_backend,
             dtype=dtype,
         )
-        cos_sin = self.rotary(position_ids)
-        if cos_sin is not None:
-            context.cos_sin = self.rotation_tables(cos_sin[0].to(dtype), cos_sin[1].to(dtype))
+        if self.kind == "rotary":
+            context.cos_sin = self.rotation_tables(position_ids, dtype)
         if self.kind == "bias":
             if key_positions is None:  # default positions: one shared table over every index distance
                 first = -(past_length + context.query_length - 1)
@@ -254,6 +256,12 @@ class PositionContext:
             return query, key
         return self.encoding.rotate(query, key, *self.cos_sin)
 
+    def rotate_stacked(self, query_key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q and k stacked on the head axis, [B, 2 x H, T, head_dim]: rotated (in one pass for RoPE) and split."""
+        if self.cos_sin is None:
+            return query_key.chunk(2, dim=1)
+        return self.encoding.rotate_stacked(query_key, *self.cos_sin)
+
     def merged_mask(self, mask: Any, layer_idx: int, key_length: int) -> torch.Tensor:
         table = self.bias_tables[layer_idx if self.bias_tables.shape[0] > 1 else 0]
         return merge_bias_with_mask(
@@ -270,8 +278,6 @@ class PositionContext:
 
     def attention_function(self, layer_idx: int, default: Callable) -> Callable:
         """The attention function for this layer: transformers' own, or FlexAttention with a bias score_mod."""
-        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
         if self.bias_tables is not None and self.backend.startswith("flex"):
             return _flex_with_distance_bias(self, layer_idx)
         return ALL_ATTENTION_FUNCTIONS.get_interface(self.backend, default)
@@ -315,7 +321,7 @@ def merge_bias_with_mask(
         bias = table[:, bias_index(query_length, key_length, table.device)].unsqueeze(0).to(dtype)
     min_value = torch.finfo(dtype).min
     if mask is None:
-        if not causal:
+        if not causal or query_length == 1:  # transformers passes no mask to a single query only when it sees every key
             return bias
         q = torch.arange(query_length, device=bias.device)[:, None] + past_length
         k = torch.arange(key_length, device=bias.device)[None, :]

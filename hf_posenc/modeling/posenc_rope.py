@@ -1,7 +1,8 @@
 """RoPE (Su et al., 2021): q and k rotated by an angle proportional to position, before the KV cache.
 
 Frequencies come from transformers' own `modeling_rope_utils` for every scaled `rope_type`; cos/sin are
-computed in float32 once per forward and shared by all layers.
+computed in float32 once per forward (three kernels: one product of positions and frequencies, its cos and sin) and
+shared by all layers.
 """
 
 from __future__ import annotations
@@ -20,6 +21,12 @@ ROPE_TYPES = ("default", *ROPE_INIT_FUNCTIONS)
 def apply_rotation(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
     """`x * cos + cat(-x2, x1) * sin` in three passes: `roll` swaps the halves, `signed_sin` carries the sign."""
     return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), signed_sin)
+
+
+def signed_frequencies(inv_freq: torch.Tensor) -> torch.Tensor:
+    """[rotary_dim] frequencies of the rotated dimensions, those of the first half negated: the angles they give have
+    the cos of transformers' rotation and the sin that `apply_rotation` takes (cos is even and sin odd, exactly)."""
+    return torch.cat((-inv_freq, inv_freq))
 
 
 @register_encoding
@@ -41,7 +48,7 @@ class RotaryEncoding(PositionEncoding):
             "original_max_position_embeddings defaults to the trained window. None for plain RoPE.",
         ),
     }
-    float32_buffers = ("inv_freq", "long_inv_freq")
+    float32_buffers = ("inv_freq", "long_inv_freq", "signed_inv_freq")
 
     @classmethod
     def check_options(cls, options: dict[str, Any], info: ModelInfo) -> dict[str, Any]:
@@ -80,6 +87,7 @@ class RotaryEncoding(PositionEncoding):
             "original_max_position_embeddings", info.trained_context_length
         )
         self.register_buffer("inv_freq", torch.empty(self.rotary_dim // 2), persistent=False)
+        self.register_buffer("signed_inv_freq", torch.empty(self.rotary_dim), persistent=False)
         if self.rope_type == "longrope":
             self.register_buffer("long_inv_freq", torch.empty(self.rotary_dim // 2), persistent=False)
         self.reset_buffers()
@@ -94,19 +102,21 @@ class RotaryEncoding(PositionEncoding):
         device = self.inv_freq.device if self.inv_freq.device.type != "meta" else None
         inv_freq, self.attention_scaling = self._frequencies()
         self.inv_freq = inv_freq.to(device=device, dtype=torch.float32)
+        self.signed_inv_freq = signed_frequencies(self.inv_freq)
         if self.rope_type == "longrope":
             long = self._frequencies(seq_len=self.original_length + 1)[0]
             self.long_inv_freq = long.to(device=device, dtype=torch.float32)
 
-    def _inv_freq_for(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """The frequencies for these positions, on the device and without a host sync (dynamic and longrope depend
-        on the longest position)."""
+    def _signed_inv_freq_for(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """The `signed_frequencies` for these positions, on the device and without a host sync (dynamic and longrope
+        depend on the longest position)."""
         if self.rope_type == "dynamic":
-            return self._dynamic_inv_freq(position_ids.max() + 1), self.attention_scaling
+            return signed_frequencies(self._dynamic_inv_freq(position_ids.max() + 1)), self.attention_scaling
         if self.rope_type == "longrope":
             longer = position_ids.max() + 1 > self.original_length
-            return torch.where(longer, self.long_inv_freq, self.inv_freq), self.attention_scaling
-        return self.inv_freq, self.attention_scaling
+            inv_freq = torch.where(longer, self.long_inv_freq, self.inv_freq)
+            return signed_frequencies(inv_freq), self.attention_scaling
+        return self.signed_inv_freq, self.attention_scaling
 
     def _dynamic_inv_freq(self, seq_len: torch.Tensor) -> torch.Tensor:
         """transformers' `_compute_dynamic_ntk_parameters` for a tensor `seq_len`, with the config read once: past
@@ -117,26 +127,36 @@ class RotaryEncoding(PositionEncoding):
         base = self.config_options["theta"] * ((factor * length / window) - (factor - 1)) ** (dim / (dim - 2))
         return 1.0 / (base ** (torch.arange(0, dim, 2, device=seq_len.device, dtype=torch.float32) / dim))
 
-    def rotary(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        inv_freq, scaling = self._inv_freq_for(position_ids)
-        freqs = position_ids[..., None].float() * inv_freq.float()
-        angles = torch.cat((freqs, freqs), dim=-1)
-        if scaling == 1.0:
-            return angles.cos(), angles.sin()
-        return angles.cos() * scaling, angles.sin() * scaling
+    def rotation_tables(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and the signed sin of `apply_rotation`, [B or 1, 1, T, rotary_dim]: computed in float32, then cast."""
+        signed_inv_freq, scaling = self._signed_inv_freq_for(position_ids)
+        angles = position_ids[..., None, :, None] * signed_inv_freq  # integer positions promote to float32
+        cos, signed_sin = angles.cos(), angles.sin()
+        if scaling != 1.0:
+            cos, signed_sin = cos * scaling, signed_sin * scaling
+        if dtype != cos.dtype:
+            cos, signed_sin = cos.to(dtype), signed_sin.to(dtype)
+        return cos, signed_sin
 
-    def rotation_tables(self, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and the signed sin of `apply_rotation`, with a head axis: [B or 1, 1, T, rotary_dim]."""
-        half = sin.shape[-1] // 2
-        return cos.unsqueeze(1), torch.cat((-sin[..., :half], sin[..., half:]), dim=-1).unsqueeze(1)
+    def rotary(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """float32 (cos, sin) of shape [B or 1, T, rotary_dim], as transformers' rotary embeddings give them."""
+        cos, signed_sin = (table.squeeze(-3) for table in self.rotation_tables(position_ids, torch.float32))
+        half = self.rotary_dim // 2
+        return cos, torch.cat((-signed_sin[..., :half], signed_sin[..., half:]), dim=-1)
+
+    def rotate_heads(self, states: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+        """Rotate heads of shape [B, heads, T, head_dim]; dimensions past `rotary_dim` pass through."""
+        d = self.rotary_dim
+        if d == states.shape[-1]:
+            return apply_rotation(states, cos, signed_sin)
+        return torch.cat((apply_rotation(states[..., :d], cos, signed_sin), states[..., d:]), dim=-1)
 
     def rotate(self, query, key, cos, signed_sin):
-        d = self.rotary_dim
-        if d == query.shape[-1]:
-            return apply_rotation(query, cos, signed_sin), apply_rotation(key, cos, signed_sin)
-        q_rot = apply_rotation(query[..., :d], cos, signed_sin)
-        k_rot = apply_rotation(key[..., :d], cos, signed_sin)
-        return torch.cat((q_rot, query[..., d:]), dim=-1), torch.cat((k_rot, key[..., d:]), dim=-1)
+        return self.rotate_heads(query, cos, signed_sin), self.rotate_heads(key, cos, signed_sin)
+
+    def rotate_stacked(self, query_key, cos, signed_sin):
+        """q and k rotate alike: one pass over both."""
+        return self.rotate_heads(query_key, cos, signed_sin).chunk(2, dim=1)
 
 
 def rope_config(options: dict[str, Any], info: ModelInfo) -> PreTrainedConfig:

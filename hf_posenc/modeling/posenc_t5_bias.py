@@ -116,4 +116,4 @@ class T5RelativeBias(PositionEncoding):
     def distance_bias(self, distances: torch.Tensor) -> torch.Tensor:
         values = self.relative_attention_bias(self.buckets(distances))  # [*distances.shape, tables * heads]
         values = values.float().unflatten(-1, (self.num_tables, self.info.num_heads))
-        return values.movedim((-2, -1), (0, 1))
+        return values.movedim((-2, -1), (0, 1)).contiguous()  # laid out once: sdpa copies a strided mask per layer
