@@ -27,7 +27,7 @@ from hf_posenc.training import RecipeError, TrainConfig, run_cli, silence_progre
 from hf_posenc.training.config import load_settings as load_settings_file
 
 HERE = Path(__file__).resolve().parent
-SETTINGS = ("quick", "default", "long", "full")
+SETTINGS = ("quick", "default", "long", "full", "recovery_validation", "recovery")
 MIXTURE_KEYS = {"retrieval_fraction", "retrieval_seed", "retrieval_packed", "copy_fraction"}
 CURVE_KEYS = {"points", "windows_per_book", "passkey_trials"}
 EVAL_KEYS = {"factors", "spans_per_book", "sliding", "passkey_trials", "passkey_depths", "precision"}

@@ -391,6 +391,27 @@ def test_named_settings_mirror_the_base_and_long_reaches_10_percent():
     assert default["finetune"]["token_budget"] < pretrained // 50  # the default is sized for 30 minutes
 
 
+def test_recovery_settings_compare_each_method_with_plain_fine_tuning_of_the_default_study():
+    """The recovery setting is the default study (base, data, mixture, budget, evaluation) with four methods beside
+    plain fine-tuning for each swap; its settings were chosen on a validation split that reads no held-out book."""
+    from hf_posenc.data import default_split
+    from hf_posenc.evaluation.methods import method_arms
+
+    default, recovery = (swap_study.load_settings(name, None, []) for name in ("default", "recovery"))
+    own = ("encodings", "scaling")
+    assert {k: v for k, v in recovery.items() if k not in own} == {k: v for k, v in default.items() if k not in own}
+    assert {name: recovery["encodings"][name] for name in default["encodings"]} == default["encodings"]
+    paired = method_arms(recovery)
+    assert set(paired) == set(recovery["encodings"]) - set(default["encodings"])
+    for encoding in ("rope", "t5_bias", "alibi", "nope"):
+        mine = {arm: info for arm, info in paired.items() if info["encoding"] == encoding}
+        assert len(mine) == 4 and all(info["plain"] == encoding and not info["also"] for info in mine.values())
+    validation = swap_study.load_settings("recovery_validation", None, [])
+    books = validation["data"]["validation_books"]
+    assert books and set(books) <= set(default_split()["train"])
+    assert validation["finetune"] == {**default["finetune"], "token_budget": validation["finetune"]["token_budget"]}
+
+
 TRANSFORMERS_WARNING = re.compile(
     r"\[transformers\]|`loss_type=|recommend passing in an `attention_mask`|identical to the `bos_token_id`"
     r"|transformers/\S+\.py:\d+: \w*Warning"

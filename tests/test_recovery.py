@@ -98,3 +98,29 @@ def test_training_probes_the_model_at_the_listed_steps(tmp_path, precision):
     assert "forward" not in final.__dict__ and "_original_forward" not in final.__dict__
     as_tuple = final(input_ids=probe_input, return_dict=False)
     assert isinstance(as_tuple, tuple) and torch.equal(as_tuple[0], final(input_ids=probe_input).logits)
+
+
+def test_cpu_time_per_token_leaves_the_probes_out(tmp_path):
+    import time
+
+    import datasets
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=16, n_embd=16, n_layer=1, n_head=2))
+    blocks = datasets.Dataset.from_dict({"input_ids": torch.randint(0, 64, (16, 16)).tolist()}).with_format("torch")
+
+    def probe(m):  # two CPU seconds per probe, far more than the tiny run's training
+        began = time.process_time()
+        while time.process_time() - began < 2.0:
+            pass
+        return {}
+
+    cfg = TrainConfig(output_dir=str(tmp_path), block_size=16, batch_size=4, max_steps=2, log_every=100,
+                      progress=False).check()  # fmt: skip
+    began = time.process_time()
+    result = train(model, blocks, None, cfg, CausalCollator(), probe=probe, probe_steps=[0, 1, 2])
+    total = time.process_time() - began
+    assert total > 6.0
+    assert 0 < result["cpu_seconds"] < total - 5.9
+    assert result["cpu_seconds_per_token"] == pytest.approx(result["cpu_seconds"] / (2 * 64))

@@ -136,3 +136,27 @@ def test_a_block_may_be_longer_than_any_one_document():
     assert len(packed.train) >= 1 and packed.train[0]["input_ids"].shape == (4 * longest,)
     with pytest.raises(RecipeError, match="No training block of 100000 tokens"):
         tokenize_and_pack(raw, tokenizer, block_size=100_000)
+
+
+def test_validation_books_split_the_training_books_and_leave_the_held_out_books_unread():
+    raw = load_documents(validation_books=["austen_sensesensibility"])
+    train, validation = list(raw["train"]["text"]), list(raw["eval"]["text"])
+    assert validation == [data.text("austen_sensesensibility")]
+    assert data.text("austen_sensesensibility") not in train
+    assert data.text("austen_emma") in train
+    held_out = {data.text(book) for book in data.default_split()["eval"]}
+    assert not held_out & set(train + validation)
+    assert raw["train"].num_rows == len(data.default_split()["train"]) - 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"validation_books": ["austen_persuasion"]}, "not shipped training books"),
+        ({"validation_books": list(data.default_split()["train"])}, "at least one to train on"),
+        ({"validation_books": ["austen_emma"], "train_files": ["x"], "eval_files": ["y"]}, "no files or dataset"),
+    ],
+)
+def test_validation_books_refuses_what_cannot_be_a_validation_split(kwargs, message):
+    with pytest.raises(RecipeError, match=message):
+        load_documents(**kwargs)

@@ -15,6 +15,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from .methods import methods, targets
 from .recovery import mean_std
 from .report import measurement
 from .statistics import Interval, combined_interval, gap_closed, paired_difference, proportion_interval, within
@@ -367,6 +368,7 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
         models[name] = aggregate(list(seeds.values()))
     curve_by_arm = curves(record)
     extrapolated = extrapolation(record)
+    found = methods(record, curve_by_arm)
     first_probe = next(iter(record["runs"].values()), {}).get("0", {}).get("training", {}).get("probes", [{}])
     return {
         "window": window,
@@ -378,6 +380,8 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
         "verdicts": literature(record, extrapolated),
         "drope": drope(record, curve_by_arm),
         "comparisons": comparisons(record, curve_by_arm),
+        "methods": found,
+        "targets": targets(record, found, extrapolated) if found else None,
         "text_error": bool(first_probe and first_probe[0].get("window_losses")),
         "tolerance": TOLERANCE,
     }

@@ -30,6 +30,20 @@ def shipped_files(split: str) -> list[str]:
     return [str(root.joinpath(f"{book}.txt.gz")) for book in data.default_split()[split]]
 
 
+def validation_split(books: list[str]) -> tuple[list[str], list[str]]:
+    """(train files, validation files): the shipped training books with `books` taken out as the validation split."""
+    from .. import data
+
+    train = data.default_split()["train"]
+    unknown = sorted(set(books) - set(train))
+    if unknown:
+        raise RecipeError(f"validation_books: {unknown} are not shipped training books; those are {list(train)}.")
+    if set(train) <= set(books):
+        raise RecipeError("validation_books takes every training book: leave at least one to train on.")
+    files = dict(zip(train, shipped_files("train"), strict=True))
+    return [files[b] for b in train if b not in books], [files[b] for b in train if b in books]
+
+
 ARTICLE_HEADING = re.compile(r"^ ?= [^=].* = ?$")  # wikitext's top-level title row: " = Title = "
 
 
@@ -54,6 +68,7 @@ def load_documents(
     dataset_name: str | None = None,
     dataset_config: str | None = None,
     text_column: str = "text",
+    validation_books: list[str] | None = None,
 ) -> Any:
     """A DatasetDict {"train", "eval"} with one row per document in column "text".
 
@@ -61,6 +76,8 @@ def load_documents(
     validation (or test) split; rows that are paragraphs under wikitext-style " = Title = " headings are joined into
     whole articles, so that long-context evaluation finds long documents.
     Neither: the shipped books (train: tiny-shakespeare + four Austen novels; eval: two other novels).
+    `validation_books` (names of shipped training books): those books are the eval split and the others the train
+    split, a validation split for choosing settings that leaves the held-out books unread.
     """
     import datasets
 
@@ -86,6 +103,10 @@ def load_documents(
                     remove_columns=["text"],
                 )
         return raw
+    if validation_books:
+        if train_files or eval_files or dataset_name:
+            raise RecipeError("validation_books splits the shipped training books: give no files or dataset with it.")
+        train_files, eval_files = validation_split(validation_books)
     if bool(train_files) != bool(eval_files):
         raise RecipeError("Give both --train_files and --eval_files (held-out documents), or neither.")
     files = {"train": train_files or shipped_files("train"), "eval": eval_files or shipped_files("eval")}

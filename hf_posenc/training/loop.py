@@ -226,7 +226,9 @@ def train(
     the saved model carries no trace of them.
 
     Returns {"steps", "tokens", "train_loss", "eval_loss", "seconds", "tokens_per_second", "output_dir", "probes",
-    "learning_rates" (each parameter group's peak learning rate, by group name)}.
+    "learning_rates" (each parameter group's peak learning rate, by group name), "cpu_seconds" and
+    "cpu_seconds_per_token" (this process's CPU time, every thread, probes left out: what a method costs per token,
+    teacher included)}.
     """
     from accelerate.utils import set_seed
     from transformers import get_scheduler
@@ -289,11 +291,11 @@ def train(
     probes: list[dict[str, Any]] = []
     tokens_per_step = cfg.block_size * cfg.batch_size * cfg.gradient_accumulation_steps * accelerator.num_processes
 
-    def run_probe(at: int) -> float:
-        """Probe after step `at` if it is listed; returns the seconds it took."""
+    def run_probe(at: int) -> tuple[float, float]:
+        """Probe after step `at` if it is listed; returns the wall-clock and CPU seconds it took."""
         if probe is None or at not in probe_steps:
-            return 0.0
-        began = time.perf_counter()
+            return 0.0, 0.0
+        began, began_cpu = time.perf_counter(), time.process_time()
         inner = accelerator.unwrap_model(model)
         inner.eval()
         try:
@@ -303,13 +305,14 @@ def train(
             inner.train()
         probes.append(record)
         log.write(event="probe", **record)
-        return time.perf_counter() - began
+        return time.perf_counter() - began, time.process_time() - began_cpu
 
     if step == 0:
         run_probe(0)
     model.train()
     start_time, tokens, window_tokens, window_start = time.perf_counter(), 0, 0, time.perf_counter()
-    probe_seconds = 0.0  # not training time: left out of the run's seconds and of the logged tokens/s
+    start_cpu = time.process_time()
+    probe_seconds = probe_cpu = 0.0  # not training time: left out of the run's seconds and of the logged tokens/s
     train_loss, last_eval, running = float("nan"), None, []
     micro = resumed_micro
     while step < stop_at:
@@ -347,8 +350,9 @@ def train(
             if cfg.eval_every and step % cfg.eval_every == 0 and eval_set is not None and len(eval_set):
                 last_eval = evaluate_loss(model, eval_set, cfg, collate, accelerator)
                 log.write(event="eval", step=step, eval_loss=last_eval, eval_perplexity=math.exp(min(last_eval, 50)))
-            probed = run_probe(step)
+            probed, probed_cpu = run_probe(step)
             probe_seconds += probed
+            probe_cpu += probed_cpu
             window_start += probed
             if cfg.save_every and step % cfg.save_every == 0:
                 save_checkpoint(accelerator, out, step, micro)
@@ -357,12 +361,15 @@ def train(
     bar.close()
     recovery.close()
     seconds = time.perf_counter() - start_time - probe_seconds
+    cpu_seconds = time.process_time() - start_cpu - probe_cpu  # this process's CPU time, every thread
     if cfg.record_batches:
         path = out / f"batches_rank{accelerator.process_index}.json"
         path.write_text(json.dumps(seen_blocks) + "\n")
     result = {"steps": step, "tokens": tokens, "train_loss": train_loss, "seconds": seconds, "probes": probes}
     result["learning_rates"] = {group["name"]: group["initial_lr"] for group in optimizer.param_groups}
     result["tokens_per_second"] = tokens / max(seconds, 1e-9)
+    result["cpu_seconds"] = cpu_seconds
+    result["cpu_seconds_per_token"] = cpu_seconds / max(tokens, 1)
     if step < steps:  # stopped early on purpose: keep a checkpoint to resume from, do not save a final model
         save_checkpoint(accelerator, out, step, micro)
         log.write(event="stopped", step=step)
