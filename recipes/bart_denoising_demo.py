@@ -52,6 +52,8 @@ ENCODINGS: dict[str, dict[str, Any]] = {
     "alibi": {},
     "t5_bias": {"init": "alibi"},
 }
+RECOVERY = {"gradual_swap_steps": 0.5, "distill_weight": 1.0, "attention_transfer_weight": 1.0}
+RECOVERED = " + recovery"  # the suffix of a swap fine-tuned with RECOVERY (hf_posenc.training.recovery)
 FACTORS = (1, 2, 4)
 MASKING = 0.3
 SEED = 0
@@ -134,8 +136,9 @@ def _run(setting: str, out_dir: Path, scratch: Path) -> dict[str, Any]:
     books = [tokenizer(book, add_special_tokens=False)["input_ids"] for book in texts("eval")]
     windows = {factor: held_out_windows(books, factor * window, cfg["eval_windows"]) for factor in FACTORS}
 
-    def fit(model: Any, steps: int, folder: str, learning_rate: float) -> dict[str, Any]:
+    def fit(model: Any, steps: int, folder: str, learning_rate: float, **recovery: Any) -> dict[str, Any]:
         train_cfg = TrainConfig(
+            **recovery,
             output_dir=str(scratch / folder),
             block_size=window,
             batch_size=32,
@@ -163,11 +166,20 @@ def _run(setting: str, out_dir: Path, scratch: Path) -> dict[str, Any]:
         results[name][str(cfg["finetune_steps"])] = {
             str(f): reconstruction(tuned, windows[f], mask_id) for f in FACTORS
         }
+        if name in _copies({"encodings": ENCODINGS}):
+            continue
+        fresh = hf_posenc.convert(copy.deepcopy(base), name, **options)  # its teacher: its original, rebuilt
+        tuned = fit(fresh, cfg["finetune_steps"], name + "-recovery", 3e-4, **RECOVERY)["model"]
+        results[name + RECOVERED] = {
+            "0": results[name]["0"],
+            str(cfg["finetune_steps"]): {str(f): reconstruction(tuned, windows[f], mask_id) for f in FACTORS},
+        }
     record = {
         "command": shlex.join(["python", *sys.argv]),
         "setting": setting,
         "settings": cfg,
         "encodings": ENCODINGS,
+        "recovery": RECOVERY,
         "masking": MASKING,
         "pretrain_tokens": pretrained["steps"] * 32 * window,
         "pretrain_eval_loss": pretrained["eval_loss"],
@@ -220,6 +232,16 @@ def _encodings_text(record: dict[str, Any]) -> str:
         else:
             names.append(f"{name} (initialised as {options['init']})" if "init" in options else name)
     return and_join(names)
+
+
+def recovery_text(record: dict[str, Any]) -> str:
+    """The recovery method of the run, in words."""
+    r = record.get("recovery") or {}
+    return (
+        f"the old tables fading out over the first {r['gradual_swap_steps']:.0%} of the steps, KL to the original's "
+        f"decoder logits (weight {r['distill_weight']:g}) and to its attention in the encoder, the decoder and "
+        f"cross-attention (weight {r['attention_transfer_weight']:g})"
+    )
 
 
 def _copies(record: dict[str, Any]) -> list[str]:
@@ -306,6 +328,32 @@ def readme_findings(record: dict[str, Any]) -> str:
         "stacks' states; after the swap neither stack's states carry absolute positions, so that alignment has to be "
         "learned again from content.",
     ]
+    recovered = [name for name in relative if name + RECOVERED in results]
+    if recovered:
+        kept = [accuracy(name + RECOVERED, steps, 1, "kept") for name in recovered]
+        reached = [name for name, value in zip(recovered, kept) if value >= 0.9]
+        verdict = (
+            "every one reaches 90%"
+            if len(reached) == len(recovered)
+            else f"{and_join(reached)} reach{'es' if len(reached) == 1 else ''} 90%"
+            if reached
+            else "none reaches 90%"
+        )
+        items.append(
+            f"**Conversion-aware fine-tuning** ({recovery_text(record)}) over the same {steps} steps: kept tokens at "
+            "1x come back to "
+            + and_join(
+                f"{pct(value)}% ({name}; plain fine-tuning {pct(accuracy(name, steps, 1, 'kept'))}%)"
+                for name, value in zip(recovered, kept)
+            )
+            + f": {verdict}. At {longest}x: "
+            + and_join(
+                f"{pct(accuracy(name + RECOVERED, steps, longest, 'kept'))}% kept and "
+                f"{pct(accuracy(name + RECOVERED, steps, longest, 'masked'))}% masked ({name})"
+                for name in recovered
+            )
+            + "."
+        )
     return "\n".join(
         [
             *(f"- {item}" for item in items),

@@ -367,15 +367,86 @@ def comparison_lines(part: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def method_text(entry: dict[str, Any]) -> str:
+    """A method arm's settings, e.g. "distill_weight=1, attention_transfer_weight=1 (learning_rate=0.001)"."""
+    text = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in entry["method"].items())
+    also = ", ".join(f"{k}={'the default' if v is None else v}" for k, v in entry["also"].items())
+    return text + (f" ({also})" if also else "")
+
+
+def gap_text(gap: dict[str, Any]) -> str:
+    return f"{gap['mean']:.0%} [{100 * gap['low']:.0f}, {100 * gap['high']:.0f}]"
+
+
+def methods_lines(part: dict[str, Any]) -> list[str]:
+    """The conversion methods against plain fine-tuning of each encoding, and the targets as tests."""
+    found, goals = part.get("methods") or [], part.get("targets")
+    if not found:
+        return []
+    lines = [
+        "## Conversion methods against plain fine-tuning",
+        "",
+        "Each method arm beside plain fine-tuning of its encoding (the same seeds and windows). *Gap closed*: the "
+        "share of the swap's jump in log-perplexity over the base (plain's first probe) that the arm has removed. *vs "
+        "plain*: in-window perplexity of the method over plain at the same tokens, paired by seed and window. *Plain "
+        "at equal compute*: plain's perplexity over the base at the tokens the method's CPU time would have bought "
+        "it (its curve read between probes, linear in log tokens; means only; '-' past plain's budget). *Cost*: "
+        "training CPU seconds per token over plain's (probes left out; the teacher's forward pass included).",
+        "",
+        "| arm | method | cost | tokens | vs the base | gap closed | vs plain | plain at equal compute | passkey |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for entry in found:
+        cost = f"x{entry['cost']:.2f}" if entry["cost"] else "n/a"
+        for point in entry["points"][1:]:
+            equal = point.get("plain_equal_compute")
+            equal_text = "-" if equal is None else f"{100 * math.expm1(equal):+.1f}%"
+            lines.append(
+                f"| `{entry['arm']}` | {method_text(entry)} | {cost} | {tokens(point['tokens'])} | "
+                f"{change(point['vs_base'])} | {gap_text(point['gap_closed'])} | {change(point['vs_plain'])} | "
+                f"{equal_text} | {share(point.get('passkey'))} |"
+            )
+    lines.append("")
+    if not goals:
+        return lines
+    lines += ["### Targets", ""]
+    for encoding, row in goals["best"].items():
+        text = (
+            f"- `{encoding}`, best method `{row['arm']}` at {tokens(row['tokens'])} tokens: in-window "
+            f"{change(row['vs_base'])} against the base (target at most +2%): **{row['in_window']}**"
+        )
+        if "passkey" in row:
+            verdict = row["passkey_verdict"]
+            text += f"; passkey at the window {share(row['passkey'])} (target at least 90%): **{verdict}**"
+        x = row.get("extrapolation")
+        if x:
+            limit = f"{x['limit']:.2f}"
+            text += f"; {x['length']:,} tokens over the window {ratio(x)} (target at most {limit}): **{x['verdict']}**"
+        lines.append(text + ".")
+    if goals["early"]:
+        lines += [
+            "",
+            f"At {tokens(goals['early_tokens'])} tokens (about 0.3% of the base's pretraining), the share of the "
+            "swap's gap each method arm has closed (aim: 95%):",
+            "",
+            "| arm | gap closed | over 95% |",
+            "| --- | --- | --- |",
+        ]
+        lines += [f"| `{e['arm']}` | {gap_text(e['gap_closed'])} | {e['verdict']} |" for e in goals["early"]]
+    return lines + [""]
+
+
 def run_lines(record: dict[str, Any]) -> list[str]:
-    lines = ["## Training runs", "", "| arm | seed | steps | tokens | tokens/s | peak learning rates |"]
-    lines.append("| --- | --- | --- | --- | --- | --- |")
+    lines = ["## Training runs", "", "| arm | seed | steps | tokens | tokens/s | CPU us/token | peak learning rates |"]
+    lines.append("| --- | --- | --- | --- | --- | --- | --- |")
     for name, seeds in record.get("runs", {}).items():
         for seed, run in seeds.items():
             t = run["training"]
             rates = ", ".join(f"{k} {v:g}" for k, v in (t.get("learning_rates") or {}).items()) or "-"
+            cpu = _f(t.get("cpu_seconds_per_token") and 1e6 * t["cpu_seconds_per_token"], "{:.0f}")
             lines.append(
-                f"| `{name}` | {seed} | {t['steps']} | {t['tokens']:,} | {t['tokens_per_second']:,.0f} | {rates} |"
+                f"| `{name}` | {seed} | {t['steps']} | {t['tokens']:,} | {t['tokens_per_second']:,.0f} | {cpu} | "
+                f"{rates} |"
             )
     return lines
 
@@ -415,7 +486,8 @@ def write_study_report(record: dict[str, Any], out_dir: str | Path) -> None:
         return
     lines += intro_lines(record, part) + base_lines(record, part) + recovery_lines(record, part)
     lines += passkey_curve_lines(record, part) + extrapolation_lines(record, part) + passkey_lines(record, part)
-    lines += verdict_lines(part) + drope_lines(part) + comparison_lines(part) + table_lines(record)
+    lines += verdict_lines(part) + drope_lines(part) + comparison_lines(part) + methods_lines(part)
+    lines += table_lines(record)
     lines += run_lines(record)
     (out / "results.md").write_text("\n".join(lines) + "\n")
     plot_recovery(part, record["base_result"]["perplexity"], part["tolerance"], out / "recovery.png")
@@ -453,6 +525,12 @@ def load_text(record: dict[str, Any]) -> str:
 
 
 def record_folder(record: dict[str, Any]) -> str:
+    from hf_posenc.evaluation.methods import method_arms
+
+    if (record["settings"].get("data") or {}).get("validation_books"):
+        return "recovery_validation"
+    if method_arms(record["settings"]):
+        return "swap_study_recovery"
     return "swap_study_long" if record["steps"] * record["tokens_per_step"] > 1_000_000 else "swap_study"
 
 

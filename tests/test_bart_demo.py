@@ -89,3 +89,11 @@ def test_quick_setting_end_to_end(tmp_path):
     assert record["results"]["learned"]["0"]["1"] == record["results"]["original"]["0"]["1"]
     rope, original = record["results"]["rope"]["0"]["1"], record["results"]["original"]["0"]["1"]
     assert rope["loss"] != original["loss"]  # a real swap
+    # each swap is also fine-tuned with conversion-aware recovery, from the same conversion and data order
+    for name in ("rope", "alibi", "t5_bias"):
+        recovered = record["results"][name + bart_denoising_demo.RECOVERED]
+        assert recovered["0"] == record["results"][name]["0"] and sorted(recovered[steps]) == ["1", "2", "4"]
+        assert recovered[steps]["1"] != record["results"][name][steps]["1"]
+    assert "learned" + bart_denoising_demo.RECOVERED not in record["results"]
+    findings = bart_denoising_demo.readme_findings(record)
+    assert "**Conversion-aware fine-tuning**" in findings and "rope; plain fine-tuning" in findings

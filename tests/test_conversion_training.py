@@ -160,6 +160,72 @@ def test_a_masked_lm_distils_at_its_masked_positions_inside_the_window():
         recovery.training_loss(model, {"input_ids": torch.cat((ids, ids), 1), "labels": torch.cat((labels,) * 2, 1)})
 
 
+def bart_batch(length: int = WINDOW, seed: int = 4) -> dict[str, torch.Tensor]:
+    ids = torch.randint(3, VOCAB, (2, length), generator=torch.Generator().manual_seed(seed))
+    noised = ids.masked_fill(torch.rand(ids.shape, generator=torch.Generator().manual_seed(seed + 1)) < 0.3, 3)
+    start = torch.full((2, 1), 2)
+    return {"input_ids": noised, "decoder_input_ids": torch.cat((start, ids[:, :-1]), 1), "labels": ids}
+
+
+def test_an_encoder_decoder_distils_its_decoder_and_transfers_every_stacks_attention():
+    """BART: exactly 0 before the swap; after it, the distillation term is the KL on the decoder's logits at the
+    labelled positions, and attention transfer the mean of the encoder's, the decoder's and the cross-attention's."""
+    from tests.cases import BART_CASE
+
+    batch = bart_batch()
+    batch["labels"][:, -3:] = -100  # padding in the labels: left out of the distillation
+    cfg = TrainConfig(distill_weight=1.0, attention_transfer_weight=1.0, lm_weight=0.0, distill_temperature=1.0)
+    for encoding in (None, "rope"):
+        torch.manual_seed(0)
+        model = BART_CASE.build().eval()
+        if encoding:
+            hf_posenc.convert(model, encoding)
+        recovery = Recovery.setup(cfg, model)
+        recovery.attach(model, steps=1)
+        with torch.no_grad():
+            loss = float(recovery.training_loss(model, batch))
+            if encoding is None:
+                assert loss == 0.0
+                continue
+            inputs = {k: v for k, v in batch.items() if k != "labels"}
+            mine, theirs = model(**inputs, output_attentions=True), recovery.teacher(**inputs, output_attentions=True)
+        kept = batch["labels"] != -100
+        distilled = logit_kl(mine.logits, theirs.logits, kept, 1.0)
+        rows = torch.ones_like(kept)
+        stacks = [
+            attention_kl(mine.encoder_attentions, theirs.encoder_attentions, rows, {0: None, 1: None}),
+            attention_kl(mine.decoder_attentions, theirs.decoder_attentions, kept, {0: None, 1: None}),
+            attention_kl(mine.cross_attentions, theirs.cross_attentions, kept, {0: None, 1: None}),
+        ]
+        assert all(float(term) > 0 for term in stacks)
+        assert loss == pytest.approx(float(distilled + sum(stacks) / 3), rel=1e-5)
+        assert len(mine.encoder_attentions) == 2  # every layer counted
+        with pytest.raises(RecipeError, match="must see the whole input"):
+            recovery.training_loss(model, bart_batch(length=2 * WINDOW))
+        recovery.close()
+    with pytest.raises(RecipeError, match="transfers every head"):
+        Recovery.setup(TrainConfig(attention_transfer_weight=1.0, attention_transfer_heads="0"), model)
+
+
+def test_a_bart_trained_with_every_method_saves_a_plain_conversion(tmp_path):
+    from hf_posenc.training import DenoisingCollator
+    from tests.cases import BART_CASE
+
+    torch.manual_seed(0)
+    model = hf_posenc.convert(BART_CASE.build(), "rope")
+    expected = set(hf_posenc.convert(BART_CASE.build(), "rope").state_dict())
+    cfg = TrainConfig(output_dir=str(tmp_path / "run"), block_size=WINDOW, batch_size=2, max_steps=3, log_every=1,
+                      learning_rate=1e-3, distill_weight=1.0, attention_transfer_weight=1.0, gradual_swap_steps=2,
+                      progress=False)  # fmt: skip
+    result = train(model.train(), blocks(), None, cfg, DenoisingCollator(mask_id=3, decoder_start_token_id=2))
+    losses = logged_losses(tmp_path / "run")
+    assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
+    saved = load_file(tmp_path / "run" / "model.safetensors")
+    assert set(saved) <= expected and not any("teacher" in key for key in saved)
+    assert "embed" not in vars(result["model"].model.encoder.position_encoding)  # the swap's wrapper is gone
+    assert result["model"].config._attn_implementation == "sdpa"
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [

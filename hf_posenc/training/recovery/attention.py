@@ -57,12 +57,17 @@ def resolve_heads(selection: dict[int, list[int] | None] | None, config: object)
 
 
 def attention_layers(model: nn.Module) -> list[nn.Module]:
-    """The modules whose second output transformers records as `attentions` (the model's `_can_record_outputs`)."""
+    """The modules whose second output transformers records as attentions (`_can_record_outputs` of the model or,
+    in an encoder-decoder, of its encoder and decoder; cross-attention included)."""
     from transformers.utils.output_capturing import OutputRecorder
 
-    spec = (getattr(model, "_can_record_outputs", None) or {}).get("attentions")
-    specs = spec if isinstance(spec, list) else [spec]
-    classes = tuple(s.target_class if isinstance(s, OutputRecorder) else s for s in specs if s is not None)
+    specs = []
+    for owner in model.modules():
+        recorded = getattr(owner, "_can_record_outputs", None) or {}
+        for key in ("attentions", "cross_attentions"):
+            spec = recorded.get(key)
+            specs += spec if isinstance(spec, list) else [spec]
+    classes = tuple({s.target_class if isinstance(s, OutputRecorder) else s for s in specs if s is not None})
     found = [module for module in model.modules() if classes and isinstance(module, classes)]
     if not found:
         raise RecipeError(f"Attention transfer cannot find the attention layers of {type(model).__name__}.")

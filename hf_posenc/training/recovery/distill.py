@@ -31,6 +31,15 @@ def window_mask(batch: dict[str, Any], window: int, causal: bool) -> torch.Tenso
     return mask
 
 
+def target_mask(batch: dict[str, Any], decoder_input_ids: torch.Tensor) -> torch.Tensor:
+    """[batch, target length] bool: an encoder-decoder's decoder positions that count (labels != -100, else the
+    decoder's attention mask, else every one)."""
+    labels, mask = batch.get("labels"), batch.get("decoder_attention_mask")
+    if labels is not None:
+        return labels != -100
+    return torch.ones_like(decoder_input_ids, dtype=torch.bool) if mask is None else mask.bool()
+
+
 def logit_kl(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor, temperature: float) -> torch.Tensor:
     """Mean over the `mask`ed positions of KL(softmax(teacher / T) || softmax(student / T)), times T^2 (Hinton et
     al. 2015: keeps the gradients' scale as T changes). Exactly 0 where the logits are equal; float32 inside."""

@@ -13,7 +13,7 @@ from torch import nn
 from ..errors import RecipeError
 from .anchors import freeze_rows, kept_rows
 from .attention import attention_kl, eager_attention, resolve_heads
-from .distill import logit_kl, teacher_inputs, window_mask
+from .distill import logit_kl, target_mask, teacher_inputs, window_mask
 from .settings import is_active, parse_heads, uses_teacher
 from .swap import GradualSwap, old_tables
 from .teacher import load_teacher, resolve_teacher
@@ -39,6 +39,7 @@ class Recovery:
     cfg: Any
     teacher: nn.Module | None = None
     causal: bool = True
+    seq2seq: bool = False  # an encoder-decoder: the decoder's logits, every stack's attention
     window: int = 0  # the original's positions: what the teacher reads and the losses compare
     heads: dict[int, list[int] | None] | None = None  # attention transfer's layers and heads (None: off)
     swap: GradualSwap | None = None
@@ -65,8 +66,12 @@ class Recovery:
             )
         if not is_active(cfg):
             return cls(cfg)
-        if getattr(model.config, "is_encoder_decoder", False):
-            raise RecipeError("Conversion-aware fine-tuning supports causal and masked LMs, not encoder-decoders.")
+        seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
+        if seq2seq and cfg.attention_transfer_heads:
+            raise RecipeError(
+                "--attention_transfer_heads picks layers of one stack; an encoder-decoder transfers every head of its "
+                "encoder, decoder and cross-attention: leave it unset."
+            )
         if uses_teacher(cfg):
             teacher = resolve_teacher(model, teacher, cfg.teacher_name_or_path)
         heads, swap = None, None
@@ -79,7 +84,8 @@ class Recovery:
             swap = GradualSwap(old_tables(model, source), cfg.gradual_swap_steps, cfg.gradual_swap_schedule)
         teacher = teacher if uses_teacher(cfg) else None
         anchors = kept_rows(model) if cfg.freeze_trained_positions else 0
-        return cls(cfg, teacher, is_causal_lm(model), trained_context_length(model), heads, swap, anchors)
+        causal = is_causal_lm(model) and not seq2seq
+        return cls(cfg, teacher, causal, seq2seq, trained_context_length(model), heads, swap, anchors)
 
     def attach(self, model: nn.Module, steps: int, step: int = 0, autocast: Callable[[], Any] | None = None) -> None:
         """Ready to train `model` (wrapped and on its device) for `steps` optimizer steps from `step`: the teacher
@@ -112,6 +118,8 @@ class Recovery:
         cfg, attentions = self.cfg, {"output_attentions": True} if self.heads is not None else {}
         outputs = model(**(batch if cfg.lm_weight else {k: v for k, v in batch.items() if k != "labels"}), **attentions)
         loss = outputs.loss * cfg.lm_weight if cfg.lm_weight else 0.0
+        if self.teacher is not None and self.seq2seq:
+            return self.seq2seq_loss(batch, outputs, loss, return_outputs)
         if self.teacher is not None:
             length = batch["input_ids"].shape[1]
             window = min(length, self.window)
@@ -130,6 +138,42 @@ class Recovery:
                 rows = window_mask(batch, window, causal=True)  # every query that is not padding
                 kl = attention_kl(outputs.attentions, expected.attentions, rows, self.heads)
                 loss = loss + cfg.attention_transfer_weight * kl
+        return (loss, outputs) if return_outputs else loss
+
+    def seq2seq_loss(self, batch: dict[str, Any], outputs: Any, loss: Any, return_outputs: bool) -> Any:
+        """An encoder-decoder's recovery terms: KL on the decoder's logits at its labelled positions, and attention
+        transfer averaged over the encoder's self-attention, the decoder's and the cross-attention. The teacher reads
+        the same encoder and decoder inputs, which must fit its window (the encoder is bidirectional)."""
+        cfg = self.cfg
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        if "decoder_input_ids" not in inputs and batch.get("labels") is not None:
+            inputs["decoder_input_ids"] = self.teacher.prepare_decoder_input_ids_from_labels(labels=batch["labels"])
+        longest = max(inputs["input_ids"].shape[1], inputs["decoder_input_ids"].shape[1])
+        if longest > self.window:
+            raise RecipeError(
+                f"An encoder-decoder's teacher must see the whole input, and {longest} tokens are past its "
+                f"{self.window} positions: train at most at the original window."
+            )
+        attentions = {"output_attentions": True} if self.heads is not None else {}
+        with torch.no_grad(), self.autocast():
+            expected = self.teacher(**inputs, **attentions)
+        decoder_rows = target_mask(batch, inputs["decoder_input_ids"])
+        if cfg.distill_weight:
+            loss = loss + cfg.distill_weight * logit_kl(
+                outputs.logits, expected.logits, decoder_rows, cfg.distill_temperature
+            )
+        if self.heads is not None:
+            source = inputs.get("attention_mask")
+            encoder_rows = torch.ones_like(inputs["input_ids"], dtype=torch.bool) if source is None else source.bool()
+            terms = [
+                attention_kl(mine, theirs, rows, dict.fromkeys(range(len(mine))))
+                for mine, theirs, rows in (
+                    (outputs.encoder_attentions, expected.encoder_attentions, encoder_rows),
+                    (outputs.decoder_attentions, expected.decoder_attentions, decoder_rows),
+                    (outputs.cross_attentions, expected.cross_attentions, decoder_rows),
+                )
+            ]
+            loss = loss + cfg.attention_transfer_weight * sum(terms) / len(terms)
         return (loss, outputs) if return_outputs else loss
 
     def close(self) -> None:
