@@ -508,6 +508,16 @@ def test_card_says_whether_the_model_was_fine_tuned_after_the_swap(tmp_path):
     assert "| optimizer steps | 20 |" in text and "| tokens trained on | 10,240 |" in text
     assert "| sequence length (tokens) | 128 |" in text and "| parameters trained | lora (r=8) |" in text
     assert "| peak learning rate | 0.0003 |" in text and "| held-out loss after fine-tuning | 3.25 |" in text
+    assert "| conversion-aware fine-tuning | none (plain fine-tuning) |" in text
+    recovery = {"distill_weight": 0.5, "distill_temperature": 1.0, "attention_transfer_weight": 2.0}
+    cfg = TrainConfig(**recovery, gradual_swap_steps=0.5)
+    (run / "train_config.json").write_text(json.dumps(vars(cfg), indent=2, default=str) + "\n")
+    text = section(save_converted(model, tmp_path / "recovered-run", training=run))
+    recovery = text.split("| conversion-aware fine-tuning | ")[1].split(" |")[0]
+    assert recovery == (
+        "gradual swap (the old table fades out over the first 50% of the steps, linear); distillation from the "
+        "unconverted original (weight 0.5, temperature 1); attention transfer from the original (weight 2, every head)"
+    )
     with pytest.raises(FileNotFoundError, match="train_config.json"):
         save_converted(model, tmp_path / "bad", training=tmp_path / "books")
     assert not (tmp_path / "bad").exists()

@@ -38,6 +38,7 @@ TRAINING_FIELDS = {  # keys of a `training` record: the row label in the card
     "block_size": "sequence length (tokens)",
     "trainable": "parameters trained",
     "learning_rate": "peak learning rate",
+    "recovery": "conversion-aware fine-tuning",
     "eval_loss": "held-out loss after fine-tuning",
     "finished": "finished",
 }
@@ -163,6 +164,10 @@ def read_training_run(folder: str | os.PathLike) -> dict[str, Any]:
     trainable = cfg.get("trainable")
     record["trainable"] = f"lora (r={cfg.get('lora_r')})" if trainable == "lora" else trainable
     record["learning_rate"] = cfg.get("learning_rate")
+    if any(key in cfg for key in ("distill_weight", "attention_transfer_weight", "gradual_swap_steps")):
+        from ..training.recovery.settings import describe_recovery
+
+        record["recovery"] = describe_recovery(cfg)
     losses = [event["eval_loss"] for event in events if event.get("eval_loss") is not None]
     if losses:
         record["eval_loss"] = losses[-1]

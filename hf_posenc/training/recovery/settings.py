@@ -66,6 +66,30 @@ def check_recovery(cfg: Any) -> None:
         raise RecipeError(f"--teacher_name_or_path is only read by {TEACHER_USERS}, and none is on.")
 
 
+def describe_recovery(cfg: dict[str, Any]) -> str:
+    """The conversion-aware methods a training config (a TrainConfig's fields as a dict) turned on, in words: what a
+    model card records; "none (plain fine-tuning)" when every one is off."""
+    parts = []
+    if cfg.get("gradual_swap_steps"):
+        steps = cfg["gradual_swap_steps"]
+        span = f"the first {steps:.0%} of the steps" if steps < 1 else f"the first {int(steps)} steps"
+        schedule = cfg.get("gradual_swap_schedule", "linear")
+        parts.append(f"gradual swap (the old table fades out over {span}, {schedule})")
+    if cfg.get("distill_weight"):
+        parts.append(
+            f"distillation from the unconverted original (weight {cfg['distill_weight']:g}, temperature "
+            f"{cfg.get('distill_temperature', 2.0):g})"
+        )
+    if cfg.get("attention_transfer_weight"):
+        heads = cfg.get("attention_transfer_heads") or "every head"
+        parts.append(f"attention transfer from the original (weight {cfg['attention_transfer_weight']:g}, {heads})")
+    if cfg.get("freeze_trained_positions"):
+        parts.append("the pretrained table rows frozen")
+    if parts and cfg.get("lm_weight", 1.0) != 1.0:
+        parts.append(f"LM loss weight {cfg['lm_weight']:g}")
+    return "; ".join(parts) if parts else "none (plain fine-tuning)"
+
+
 def parse_heads(spec: str | None) -> dict[int, list[int] | None] | None:
     """`--attention_transfer_heads`: comma-separated `L` (every head of layer L) or `L:H` (head H of layer L), e.g.
     "0,3:1,3:5"; None or "" for every head of every layer. Returns {layer: sorted heads, or None for all}, or None."""
