@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hf_posenc.evaluation import measurement
+from hf_posenc.evaluation.methods import method_settings
 from hf_posenc.evaluation.study import BASE, CONTROL, log_ratio_percent, summarize
 
 MODES = ("chunked", "sliding")
@@ -648,6 +649,41 @@ def readme_extrapolation(record: dict[str, Any]) -> str:
         passkey = part["passkey"].get(name, {})
         keys = " / ".join(_f((passkey.get(str(n)) or {}).get("mean"), "{:.0%}") for n in lengths)
         lines.append(f"| `{name}` | " + " | ".join(cells) + f" | {rise} | {keys} |")
+    return "\n".join(lines)
+
+
+def readme_validation(record: dict[str, Any]) -> str:
+    """The recovery methods on the validation split (`--setting recovery_validation`): each arm at the last probe,
+    against the base and plain fine-tuning of its encoding, with its first-key-token retrieval and cost; and the
+    settings the recovery study took from it."""
+    part, runs = record["gpt2"], record["runs"]
+    books = ", ".join(f"`{b}`" for b in record["settings"]["data"]["validation_books"])
+    found = {entry["arm"]: entry for entry in part["methods"]}
+    last = {arm: curve["points"][-1] for arm, curve in part["curves"].items()}
+    budget = tokens(next(iter(last.values()))["tokens"])
+    seeds = len(record["settings"]["seeds"])
+    lines = [
+        f"Settings were chosen on a validation split: {books} held out of fine-tuning and scored (the held-out books "
+        f"are not read), {budget} tokens per run, {seeds} seed{'s' if seeds > 1 else ''} "
+        f"(`python recipes/swap_study.py --setting recovery_validation`, "
+        "[`results/recovery_validation/`](results/recovery_validation/results.md)). In-window perplexity at the "
+        "end against the base and against plain fine-tuning of the same encoding (95% intervals over the scored "
+        "windows), the passkey's first key token at the window, and training CPU time per token against plain:",
+        "",
+        "| arm | method | in-window vs the base | vs plain | first key token | cost |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for arm in runs:
+        entry, point = found.get(arm), last[arm]
+        own = method_settings(((record["settings"]["encodings"].get(arm) or {}).get("finetune")) or {})
+        method = method_text(entry) if entry else method_text({"method": own, "also": {}}) if own else "plain"
+        method = "no swap (the control)" if arm == CONTROL else method
+        versus = change(entry["points"][-1]["vs_plain"]) if entry and entry["points"] else "-"
+        cost = f"x{entry['cost']:.2f}" if entry and entry["cost"] else "-"
+        lines.append(
+            f"| `{arm}` | {method} | {change(point['vs_base'])} | {versus} | {share(point.get('first_key_token'))} "
+            f"| {cost} |"
+        )
     return "\n".join(lines)
 
 

@@ -76,6 +76,7 @@ CHANGES = {
             ("findings", ("gpt2", "drope", "gap_closed"), 0.5),
         )
     },
+    "recovery-validation": ("recovery_validation", ("gpt2", "curves", "rope", "points", -1, "vs_base", "mean"), 0.5),
     "swap-study-run": ("swap_study", ("cpu_seconds",), 4000.0),
     "swap-study-long-run": ("swap_study_long", ("wall_seconds",), 12_000.0),
 }

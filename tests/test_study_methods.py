@@ -94,3 +94,21 @@ def test_targets_test_the_best_method_and_the_early_gap():
         last = run["training"]["probes"][-1]
         last["window_losses"] = [w + 0.05 for w in last["window_losses"]]
     assert targets(worse, methods(worse, curves(worse)), {})["best"]["rope"]["in_window"] == "missed"
+
+
+def test_the_report_lists_each_method_and_each_target_verdict():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+    from report_swap_study import methods_lines
+
+    record = with_method()
+    record["base_pretraining_tokens"] = 5000 / 0.003
+    found = methods(record, curves(record))
+    text = "\n".join(methods_lines({"methods": found, "targets": targets(record, found, {})}))
+    assert "| `rope_attention` | attention_transfer_weight=1 | x2.00 | 5k | +10.5% [" in text
+    assert "| 90% [" in text and "| +1.0% |" in text  # gap closed; plain at equal compute (+0.01 in log)
+    assert "best method `rope_attention` at 10k tokens" in text and text.count("**met**") == 2
+    assert "| `rope_attention` | 90% [" in text and "| missed |" in text
+    assert methods_lines({"methods": [], "targets": None}) == []

@@ -190,6 +190,9 @@ RESULTS: dict[str, Callable[[Path], str]] = {
         for setting, folder in (("default", "swap_study"), ("long", "swap_study_long"))
         for part in ("run", "setup", "in-window", "retrieval", "extrapolation", "findings")
     },  # fmt: skip
+    "recovery-validation": lambda root: recipe("report_swap_study").readme_validation(
+        results(root, "recovery_validation")
+    ),
     # results/README.md
     "swap-study-run": swap_study_run,
     "swap-study-long-run": swap_study_long_run,
