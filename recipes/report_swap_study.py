@@ -687,6 +687,60 @@ def readme_validation(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def readme_methods(record: dict[str, Any]) -> str:
+    """The recovery study's table: per swap, plain fine-tuning and each method, the share of the gap closed at the
+    early budget, and at the full budget perplexity against the base and plain (at equal tokens and compute),
+    passkey at the window and cost; the control last."""
+    from hf_posenc.evaluation.methods import gap_interval
+
+    part = record["gpt2"]
+    curves = part["curves"]
+    early = (part.get("targets") or {}).get("early_tokens")
+    budget = tokens(record["steps"] * record["tokens_per_step"])
+    lines = [
+        f"| arm | method | cost | gap closed at {tokens(early)} | vs the base at {budget} | vs plain | plain at equal "
+        "compute | passkey at the window |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+
+    def at(points: list[dict[str, Any]], n: int | None) -> dict[str, Any] | None:
+        return next((p for p in points if p["tokens"] == n), None)
+
+    plains = list(dict.fromkeys(entry["plain"] for entry in part["methods"]))
+    for plain in plains:
+        points = curves[plain]["points"]
+        swap, first = points[0]["vs_base"]["mean"], at(points, early)
+        gap = gap_text(gap_interval(swap, first["vs_base"])) if first else "-"
+        end = points[-1]
+        lines.append(
+            f"| `{plain}` | plain | x1.00 | {gap} | {change(end['vs_base'])} | - | - | {share(end.get('passkey'))} |"
+        )
+        for entry in (e for e in part["methods"] if e["plain"] == plain and e["points"]):
+            first, end = at(entry["points"], early), entry["points"][-1]
+            equal = end.get("plain_equal_compute")
+            cost = f"x{entry['cost']:.2f}" if entry["cost"] else "n/a"
+            gap = gap_text(first["gap_closed"]) if first else "-"
+            equal_text = "-" if equal is None else f"{100 * math.expm1(equal):+.1f}%"
+            lines.append(
+                f"| `{entry['arm']}` | {method_text(entry)} | {cost} | {gap} | {change(end['vs_base'])} | "
+                f"{change(end['vs_plain'])} | {equal_text} | {share(end.get('passkey'))} |"
+            )
+    if CONTROL in curves:
+        end = curves[CONTROL]["points"][-1]
+        lines.append(
+            f"| `{CONTROL}` | no swap (the control) | - | - | {change(end['vs_base'])} | - | - | "
+            f"{share(end.get('passkey'))} |"
+        )
+    return "\n".join(lines)
+
+
+def readme_targets(record: dict[str, Any]) -> str:
+    """The conversion targets as tests, one list item each (results.md's Targets section)."""
+    lines = methods_lines(record["gpt2"])
+    start = lines.index("### Targets") + 2 if "### Targets" in lines else len(lines)
+    return "\n".join(lines[start:]).strip()
+
+
 def readme_findings(record: dict[str, Any]) -> str:
     """The findings, each stated from the summary's tests."""
     part = record["gpt2"]

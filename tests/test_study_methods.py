@@ -112,3 +112,28 @@ def test_the_report_lists_each_method_and_each_target_verdict():
     assert "best method `rope_attention` at 10k tokens" in text and text.count("**met**") == 2
     assert "| `rope_attention` | 90% [" in text and "| missed |" in text
     assert methods_lines({"methods": [], "targets": None}) == []
+
+
+def test_the_readme_tables_of_a_recovery_record_come_from_its_summary():
+    import json
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "recipes"))
+    from report_swap_study import change, readme_methods, readme_targets, record_folder
+
+    record = json.loads((root / "results" / "recovery_validation" / "results.json").read_text())
+    assert record_folder(record) == "recovery_validation"
+    table = readme_methods(record).splitlines()
+    part = record["gpt2"]
+    for entry in part["methods"]:
+        (row,) = [line for line in table if line.startswith(f"| `{entry['arm']}` |")]
+        assert change(entry["points"][-1]["vs_plain"]) in row and change(entry["points"][-1]["vs_base"]) in row
+    plains = {entry["plain"] for entry in part["methods"]}
+    assert {line.split("`")[1] for line in table if "| plain | x1.00 |" in line} == plains
+    assert table[-1].startswith("| `learned` | no swap (the control) |")
+    targets = readme_targets(record)
+    for encoding, row in part["targets"]["best"].items():
+        assert f"- `{encoding}`, best method `{row['arm']}`" in targets and f"**{row['in_window']}**" in targets
+    assert targets.count("\n| `") == len(part["targets"]["early"])

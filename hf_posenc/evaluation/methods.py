@@ -86,6 +86,12 @@ def at_tokens(points: list[dict[str, Any]], tokens: float) -> float | None:
     return known[-1][1] if known and math.isclose(tokens, known[-1][0]) else None
 
 
+def gap_interval(swap: float, vs_base: dict[str, Any]) -> dict[str, float]:
+    """The share of a swap's gap (its log-perplexity jump `swap`) closed, from a log-ratio interval against the base:
+    mean, and the ends from the interval's (its high end closes the least)."""
+    return {key: gap_closed(swap, vs_base[end]) for key, end in (("mean", "mean"), ("low", "high"), ("high", "low"))}
+
+
 def methods(record: dict[str, Any], curve_by_arm: dict[str, Any]) -> list[dict[str, Any]]:
     """Per method arm, per probe: the share of the swap's gap closed (with the interval's ends), the difference
     from plain fine-tuning at equal tokens, plain's log ratio at equal compute, passkey; and the method's cost."""
@@ -115,8 +121,7 @@ def methods(record: dict[str, Any], curve_by_arm: dict[str, Any]) -> list[dict[s
             entry = {
                 "tokens": point["tokens"],
                 "vs_base": vs,
-                "gap_closed": {"mean": gap_closed(swap, vs["mean"]), "low": gap_closed(swap, vs["high"]),
-                               "high": gap_closed(swap, vs["low"])},
+                "gap_closed": gap_interval(swap, vs),
                 "vs_plain": in_window_difference(probes, plain_probes).as_dict(),
                 "plain_vs_base": theirs[index]["vs_base"],
             }  # fmt: skip
@@ -181,4 +186,4 @@ def targets(
     return out
 
 
-__all__ = ["EXTRAPOLATION", "GAP_AIM", "IN_WINDOW", "PASSKEY", "method_arms", "methods", "targets"]
+__all__ = ["EXTRAPOLATION", "GAP_AIM", "IN_WINDOW", "PASSKEY", "gap_interval", "method_arms", "methods", "targets"]
