@@ -100,7 +100,8 @@ def held_out_text(record: dict[str, Any]) -> str:
             f"and {curve['windows_per_book']} windows per book from its first "
             f"{8 * (e.get('max_tokens', 0) + 2 * max(record['lengths'])):,} characters."
         )
-    first = next(iter(record["runs"].values()))["0"]["training"]["probes"][0] if record.get("runs") else {}
+    runs = next(iter((record.get("runs") or {}).values()), {})  # the first arm's runs: any seed may be done first
+    first = next(iter(runs.values()))["training"]["probes"][0] if runs else {}
     keys = (
         "every seed draws its own keys, and the evaluation others than the probes"
         if "passkey_seed" in first

@@ -369,7 +369,8 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
     curve_by_arm = curves(record)
     extrapolated = extrapolation(record)
     found = methods(record, curve_by_arm)
-    first_probe = next(iter(record["runs"].values()), {}).get("0", {}).get("training", {}).get("probes", [{}])
+    first_run = next(iter(next(iter(record["runs"].values()), {}).values()), {})  # whichever seed finished first
+    first_probe = first_run.get("training", {}).get("probes", [{}])
     return {
         "window": window,
         "lengths": lengths,
