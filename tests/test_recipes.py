@@ -569,6 +569,36 @@ def test_position_parameters_can_get_their_own_learning_rate():
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
 
 
+def test_attention_layers_can_get_their_own_learning_rate():
+    import hf_posenc
+    from hf_posenc.training import TrainConfig
+    from hf_posenc.training.errors import RecipeError
+    from hf_posenc.training.loop import parameter_groups
+    from tests.cases import BART_CASE
+
+    model = hf_posenc.convert(GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=16, n_head=2, vocab_size=50)), "rope")
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert [g["name"] for g in parameter_groups(model, TrainConfig(learning_rate=1e-3))] == ["decay", "no_decay"]
+    groups = {g["name"]: g for g in parameter_groups(model, TrainConfig(learning_rate=1e-3, attention_lr_multiplier=4))}
+    assert groups["attention_decay"]["lr"] == groups["attention_no_decay"]["lr"] == pytest.approx(4e-3)
+    assert {names[id(p)] for p in groups["attention_decay"]["params"]} == {
+        f"transformer.h.{i}.attn.{m}.weight" for i in range(2) for m in ("c_attn", "c_proj")
+    }
+    assert {names[id(p)] for p in groups["attention_no_decay"]["params"]} == {
+        f"transformer.h.{i}.attn.{m}.bias" for i in range(2) for m in ("c_attn", "c_proj")
+    }
+    assert "transformer.h.0.mlp.c_fc.weight" in {names[id(p)] for p in groups["decay"]["params"]}
+    assert "lr" not in groups["decay"] and sum(len(g["params"]) for g in groups.values()) == len(names)
+    bart = BART_CASE.build()  # cross-attention too
+    groups = {g["name"]: g for g in parameter_groups(bart, TrainConfig(attention_lr_multiplier=0.5))}
+    named = {id(p): n for n, p in bart.named_parameters()}
+    faster = {named[id(p)] for p in groups["attention_decay"]["params"]}
+    assert any(".encoder_attn." in n for n in faster) and any(".self_attn." in n for n in faster)
+    assert not any(".fc1." in n for n in faster)
+    with pytest.raises(RecipeError, match="--attention_lr_multiplier must be a number >= 0"):
+        TrainConfig(attention_lr_multiplier=-1.0).check()
+
+
 def test_eval_long_context_refuses_a_model_without_a_language_model_head(tmp_path, capsys):
     from transformers import BertConfig, BertModel
 

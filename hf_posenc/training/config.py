@@ -42,6 +42,11 @@ class TrainConfig:
     position_lr_multiplier: float = field(
         default=1.0, metadata={"help": "Learning-rate factor for the new position parameters (e.g. T5 bias)."}
     )
+    attention_lr_multiplier: float = field(
+        default=1.0,
+        metadata={"help": "Learning-rate factor for the attention layers (q, k, v, output), e.g. to relearn where to "
+                  "look after a swap faster than the rest unlearns what it knew."},
+    )  # fmt: skip
     lr_scheduler: str = field(default="cosine", metadata={"help": "transformers scheduler name (linear, cosine...)."})
     warmup_steps: int = field(default=0, metadata={"help": "Linear warmup steps."})
     max_steps: int | None = field(default=None, metadata={"help": "Optimizer steps (default: one epoch)."})
@@ -118,6 +123,10 @@ class TrainConfig:
                 raise RecipeError(f"--{name} must be positive, got {getattr(self, name)}.")
         if self.learning_rate <= 0:
             raise RecipeError(f"--learning_rate must be positive, got {self.learning_rate}.")
+        for name in ("position_lr_multiplier", "attention_lr_multiplier"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise RecipeError(f"--{name} must be a number >= 0, got {value!r}.")
         self.options()
         trackers(self.report_to)
         from .recovery.settings import check_recovery

@@ -82,27 +82,48 @@ NO_DECAY_PATTERNS = (r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)",
 
 def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
     """AdamW groups as transformers' Trainer makes them: weights decay; biases, norms and the new position-encoding
-    parameters do not. The position encoding's parameters get `position_lr_multiplier` x the learning rate."""
+    parameters do not. The position encoding's parameters get `position_lr_multiplier` x the learning rate; with an
+    `attention_lr_multiplier` other than 1, the attention layers' parameters (the modules transformers records
+    attentions from) get that factor, in groups of their own ("attention_decay", "attention_no_decay")."""
     from transformers.trainer_pt_utils import get_parameter_names
 
     decaying = set(get_parameter_names(model, [nn.LayerNorm], list(NO_DECAY_PATTERNS)))
-    decay, no_decay, position = [], [], []
+    attention = attention_parameters(model) if cfg.attention_lr_multiplier != 1 else set()
+    decay, no_decay, position, attention_decay, attention_no_decay = [], [], [], [], []
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
         if "position_encoding" in name:
             position.append(parameter)
+        elif id(parameter) in attention:
+            (attention_decay if name in decaying else attention_no_decay).append(parameter)
         else:
             (decay if name in decaying else no_decay).append(parameter)
-    if not (decay or no_decay or position):
+    if not (decay or no_decay or position or attention_decay or attention_no_decay):
         raise RecipeError("No parameter would train with these settings.")
+    attention_lr = cfg.learning_rate * cfg.attention_lr_multiplier
     groups = [
         {"name": "decay", "params": decay, "weight_decay": cfg.weight_decay},
         {"name": "no_decay", "params": no_decay, "weight_decay": 0.0},
         {"name": "position_encoding", "params": position, "weight_decay": 0.0,
          "lr": cfg.learning_rate * cfg.position_lr_multiplier},
+        {"name": "attention_decay", "params": attention_decay, "weight_decay": cfg.weight_decay, "lr": attention_lr},
+        {"name": "attention_no_decay", "params": attention_no_decay, "weight_decay": 0.0, "lr": attention_lr},
     ]  # fmt: skip
     return [group for group in groups if group["params"]]
+
+
+def attention_parameters(model: nn.Module) -> set[int]:
+    """ids of the parameters inside the model's attention layers (self- and cross-attention; LoRA's inside them too),
+    the position encoding's left out."""
+    from .recovery.attention import attention_layers
+
+    return {
+        id(parameter)
+        for layer in attention_layers(model)
+        for name, parameter in layer.named_parameters()
+        if "position_encoding" not in name
+    }
 
 
 def epoch_loader(dataset: Any, cfg: TrainConfig, epoch: int, collate: Callable) -> DataLoader:
