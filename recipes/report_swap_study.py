@@ -376,6 +376,15 @@ def method_text(entry: dict[str, Any]) -> str:
     return text + (f" ({also})" if also else "")
 
 
+def equal_compute_text(point: dict[str, Any]) -> str:
+    """At equal compute: plain at the tokens the method's CPU time buys, or else (past plain's budget) the method at
+    the tokens plain's CPU time buys, e.g. "plain +4.1%" / "method +3.2%"; "-" when neither curve reaches."""
+    plain, method = point.get("plain_equal_compute"), point.get("method_equal_compute")
+    if plain is not None:
+        return f"plain {100 * math.expm1(plain):+.1f}%"
+    return "-" if method is None else f"method {100 * math.expm1(method):+.1f}%"
+
+
 def gap_text(gap: dict[str, Any]) -> str:
     return f"{gap['mean']:.0%} [{100 * gap['low']:.0f}, {100 * gap['high']:.0f}]"
 
@@ -390,19 +399,20 @@ def methods_lines(part: dict[str, Any]) -> list[str]:
         "",
         "Each method arm beside plain fine-tuning of its encoding (the same seeds and windows). *Gap closed*: the "
         "share of the swap's jump in log-perplexity over the base (plain's first probe) that the arm has removed. *vs "
-        "plain*: in-window perplexity of the method over plain at the same tokens, paired by seed and window. *Plain "
-        "at equal compute*: plain's perplexity over the base at the tokens the method's CPU time would have bought "
-        "it (its curve read between probes, linear in log tokens; means only; '-' past plain's budget). *Cost*: "
-        "training CPU seconds per token over plain's (probes left out; the teacher's forward pass included).",
+        "plain*: in-window perplexity of the method over plain at the same tokens, paired by seed and window. *At "
+        "equal compute* (perplexity over the base, means only, curves read between probes linearly in log tokens): "
+        "plain at the tokens the method's CPU time would have bought it, or where that is past plain's budget, the "
+        "method at the tokens plain's CPU time bought (compare with plain's own number at these tokens); '-' where "
+        "neither curve reaches. *Cost*: training CPU seconds per token over plain's (probes left out; the teacher's "
+        "forward pass included). Probes of a gradual swap score the model without the fading table.",
         "",
-        "| arm | method | cost | tokens | vs the base | gap closed | vs plain | plain at equal compute | passkey |",
+        "| arm | method | cost | tokens | vs the base | gap closed | vs plain | at equal compute | passkey |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for entry in found:
         cost = f"x{entry['cost']:.2f}" if entry["cost"] else "n/a"
         for point in entry["points"][1:]:
-            equal = point.get("plain_equal_compute")
-            equal_text = "-" if equal is None else f"{100 * math.expm1(equal):+.1f}%"
+            equal_text = equal_compute_text(point)
             lines.append(
                 f"| `{entry['arm']}` | {method_text(entry)} | {cost} | {tokens(point['tokens'])} | "
                 f"{change(point['vs_base'])} | {gap_text(point['gap_closed'])} | {change(point['vs_plain'])} | "
@@ -655,8 +665,8 @@ def readme_extrapolation(record: dict[str, Any]) -> str:
 
 def readme_validation(record: dict[str, Any]) -> str:
     """The recovery methods on the validation split (`--setting recovery_validation`): each arm at the last probe,
-    against the base and plain fine-tuning of its encoding, with its first-key-token retrieval and cost; and the
-    settings the recovery study took from it."""
+    against the base and plain fine-tuning of its encoding (the plain arm named where it is not the encoding's own),
+    with its first-key-token retrieval and cost."""
     part, runs = record["gpt2"], record["runs"]
     books = ", ".join(f"`{b}`" for b in record["settings"]["data"]["validation_books"])
     found = {entry["arm"]: entry for entry in part["methods"]}
@@ -676,10 +686,14 @@ def readme_validation(record: dict[str, Any]) -> str:
     ]
     for arm in runs:
         entry, point = found.get(arm), last[arm]
-        own = method_settings(((record["settings"]["encodings"].get(arm) or {}).get("finetune")) or {})
-        method = method_text(entry) if entry else method_text({"method": own, "also": {}}) if own else "plain"
+        finetune = (record["settings"]["encodings"].get(arm) or {}).get("finetune") or {}
+        own = method_settings(finetune)
+        plain = "plain" + (f" ({', '.join(f'{k}={v}' for k, v in finetune.items())})" if finetune else "")
+        method = method_text(entry) if entry else method_text({"method": own, "also": {}}) if own else plain
         method = "no swap (the control)" if arm == CONTROL else method
         versus = change(entry["points"][-1]["vs_plain"]) if entry and entry["points"] else "-"
+        if entry and entry["plain"] != entry["encoding"]:
+            versus += f" (vs `{entry['plain']}`)"
         cost = f"x{entry['cost']:.2f}" if entry and entry["cost"] else "-"
         lines.append(
             f"| `{arm}` | {method} | {change(point['vs_base'])} | {versus} | {share(point.get('first_key_token'))} "
@@ -699,7 +713,7 @@ def readme_methods(record: dict[str, Any]) -> str:
     early = (part.get("targets") or {}).get("early_tokens")
     budget = tokens(record["steps"] * record["tokens_per_step"])
     lines = [
-        f"| arm | method | cost | gap closed at {tokens(early)} | vs the base at {budget} | vs plain | plain at equal "
+        f"| arm | method | cost | gap closed at {tokens(early)} | vs the base at {budget} | vs plain | at equal "
         "compute | passkey at the window |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
@@ -718,10 +732,9 @@ def readme_methods(record: dict[str, Any]) -> str:
         )
         for entry in (e for e in part["methods"] if e["plain"] == plain and e["points"]):
             first, end = at(entry["points"], early), entry["points"][-1]
-            equal = end.get("plain_equal_compute")
             cost = f"x{entry['cost']:.2f}" if entry["cost"] else "n/a"
             gap = gap_text(first["gap_closed"]) if first else "-"
-            equal_text = "-" if equal is None else f"{100 * math.expm1(equal):+.1f}%"
+            equal_text = equal_compute_text(end)
             lines.append(
                 f"| `{entry['arm']}` | {method_text(entry)} | {cost} | {gap} | {change(end['vs_base'])} | "
                 f"{change(end['vs_plain'])} | {equal_text} | {share(end.get('passkey'))} |"

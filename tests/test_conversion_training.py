@@ -207,6 +207,43 @@ def test_an_encoder_decoder_distils_its_decoder_and_transfers_every_stacks_atten
         Recovery.setup(TrainConfig(attention_transfer_weight=1.0, attention_transfer_heads="0"), model)
 
 
+def test_cross_attention_transfer_reads_every_encoder_key_and_both_models_decode_the_labels():
+    """A source longer than the target: the cross-attention term is the whole rows' KL (computed here by hand); and
+    with no decoder_input_ids and lm_weight 0, student and teacher decode the same shifted labels (exactly 0 on the
+    unconverted model)."""
+    from tests.cases import BART_CASE
+
+    source = torch.randint(3, VOCAB, (2, WINDOW), generator=torch.Generator().manual_seed(5))
+    target = torch.randint(3, VOCAB, (2, WINDOW // 4), generator=torch.Generator().manual_seed(6))
+    torch.manual_seed(0)
+    original = BART_CASE.build().eval()
+    recovery = Recovery.setup(TrainConfig(distill_weight=1.0, lm_weight=0.0), original)
+    recovery.attach(original, steps=1)
+    with torch.no_grad():
+        assert float(recovery.training_loss(original, {"input_ids": source, "labels": target})) == 0.0
+    recovery.close()
+    model = hf_posenc.convert(copy.deepcopy(original), "rope").eval()
+    recovery = Recovery.setup(TrainConfig(attention_transfer_weight=1.0, lm_weight=0.0), model)
+    recovery.attach(model, steps=1)
+    shifted = model.prepare_decoder_input_ids_from_labels(labels=target)
+    inputs = {"input_ids": source, "decoder_input_ids": shifted}
+    with torch.no_grad():
+        loss = float(recovery.training_loss(model, {"input_ids": source, "labels": target}))
+        mine, theirs = model(**inputs, output_attentions=True), recovery.teacher(**inputs, output_attentions=True)
+
+    def by_hand(student, teacher):  # mean over layers, heads and queries of the whole rows' KL
+        tiny = torch.finfo(torch.float32).tiny
+        rows = [(t * (t.clamp(min=tiny).log() - s.clamp(min=tiny).log())).sum(-1).mean()
+                for s, t in zip(student, teacher)]  # fmt: skip
+        return float(sum(rows) / len(rows))
+
+    stacks = [by_hand(mine.encoder_attentions, theirs.encoder_attentions),
+              by_hand(mine.decoder_attentions, theirs.decoder_attentions),
+              by_hand(mine.cross_attentions, theirs.cross_attentions)]  # fmt: skip
+    assert mine.cross_attentions[0].shape[-1] == WINDOW > target.shape[1]
+    assert loss == pytest.approx(sum(stacks) / 3, rel=1e-4)
+
+
 def test_a_bart_trained_with_every_method_saves_a_plain_conversion(tmp_path):
     from hf_posenc.training import DenoisingCollator
     from tests.cases import BART_CASE
@@ -592,6 +629,23 @@ def test_a_model_trained_with_a_gradual_swap_saves_as_a_plain_conversion(tmp_pat
     with torch.no_grad():
         assert torch.equal(trained(ids).logits, fresh(ids).logits)
         assert torch.equal(loaded(ids).logits, fresh(ids).logits)
+
+
+def test_probes_of_a_gradual_swap_score_the_model_without_the_table_and_change_no_training(tmp_path):
+    common = {"block_size": WINDOW, "batch_size": 2, "max_steps": 4, "log_every": 1, "progress": False}
+    positions = torch.arange(WINDOW)[None]
+
+    def probe(m):
+        added = m.transformer.position_encoding.embed(positions)  # the wrapper: NoPE's nothing + the scaled table
+        return {"table": float(added.abs().max())}
+
+    cfg = TrainConfig(output_dir=str(tmp_path / "probed"), gradual_swap_steps=4, **common)
+    result = train(hf_posenc.convert(tiny_gpt2(), "nope"), blocks(), None, cfg, CausalCollator(), probe=probe,
+                   probe_steps=[0, 1, 2, 3])  # fmt: skip
+    assert [record["table"] for record in result["probes"]] == [0.0] * 4  # mid-swap, yet out for every probe
+    quiet = TrainConfig(output_dir=str(tmp_path / "quiet"), gradual_swap_steps=4, **common)
+    train(hf_posenc.convert(tiny_gpt2(), "nope"), blocks(), None, quiet, CausalCollator())
+    assert logged_losses(tmp_path / "probed") == logged_losses(tmp_path / "quiet")  # the scale came back each time
 
 
 def test_a_fractional_gradual_swap_and_its_refusals(tmp_path):

@@ -518,6 +518,9 @@ def test_card_says_whether_the_model_was_fine_tuned_after_the_swap(tmp_path):
         "gradual swap (the old table fades out over the first 50% of the steps, linear); distillation from the "
         "unconverted original (weight 0.5, temperature 1); attention transfer from the original (weight 2, every head)"
     )
+    from hf_posenc.training.recovery.settings import describe_recovery
+
+    assert describe_recovery({"lm_weight": 0.5}) == "LM loss weight 0.5"
     with pytest.raises(FileNotFoundError, match="train_config.json"):
         save_converted(model, tmp_path / "bad", training=tmp_path / "books")
     assert not (tmp_path / "bad").exists()

@@ -18,6 +18,7 @@ def test_method_arms_pair_each_method_with_plain_fine_tuning_of_the_same_encodin
         "rope": {},
         "rope_distill": {"encoding": "rope", "finetune": {"distill_weight": 1.0, "learning_rate": 1e-3}},
         "rope_off": {"encoding": "rope", "finetune": {"lm_weight": 1.0, "gradual_swap_steps": 0}},  # nothing on
+        "rope_kd": {"encoding": "rope", "finetune": {"lm_weight": 0.0, "distill_weight": 1.0}},  # no LM loss
         "t5_bias": {"options": {"init": "alibi"}},
         "t5_zero_attention": {"encoding": "t5_bias", "finetune": {"attention_transfer_weight": 2.0}},
         "t5_attention": {"encoding": "t5_bias", "options": {"init": "alibi"},
@@ -25,7 +26,8 @@ def test_method_arms_pair_each_method_with_plain_fine_tuning_of_the_same_encodin
         "alibi_gradual": {"encoding": "alibi", "finetune": {"gradual_swap_steps": 0.5}},  # no plain alibi arm
     }}  # fmt: skip
     found = method_arms(settings)
-    assert set(found) == {"rope_distill", "t5_attention"}  # t5_zero_attention's options differ from t5_bias's
+    assert set(found) == {"rope_distill", "rope_kd", "t5_attention"}  # t5_zero_attention's options differ
+    assert found["rope_kd"]["method"] == {"lm_weight": 0.0, "distill_weight": 1.0}
     assert found["rope_distill"]["plain"] in {"rope", "rope_off"}
     assert found["rope_distill"]["method"] == {"distill_weight": 1.0}
     assert found["rope_distill"]["also"] == {"learning_rate": 1e-3}
@@ -62,7 +64,8 @@ def test_a_method_is_compared_with_plain_at_equal_tokens_and_at_equal_compute():
     assert middle["vs_plain"]["mean"] == pytest.approx(-0.2, abs=0.01) and middle["vs_plain"]["high"] < 0
     # equal compute: at 5k tokens the method's CPU time buys plain 10k tokens, where plain is at +0.01
     assert middle["plain_equal_compute"] == pytest.approx(0.01, abs=1e-3)
-    assert end["plain_equal_compute"] is None  # past plain's budget
+    assert end["plain_equal_compute"] is None  # past plain's budget: the method at half its tokens instead
+    assert end["method_equal_compute"] == pytest.approx(0.1, abs=1e-3)  # its probe at 5k against plain at 10k
     assert middle["passkey"]["mean"] == pytest.approx(0.95)
     assert middle["passkey_vs_plain"]["mean"] == pytest.approx(0.35)
     record = with_method(cost_method=1e-3)
@@ -108,7 +111,8 @@ def test_the_report_lists_each_method_and_each_target_verdict():
     found = methods(record, curves(record))
     text = "\n".join(methods_lines({"methods": found, "targets": targets(record, found, {})}))
     assert "| `rope_attention` | attention_transfer_weight=1 | x2.00 | 5k | +10.5% [" in text
-    assert "| 90% [" in text and "| +1.0% |" in text  # gap closed; plain at equal compute (+0.01 in log)
+    assert "| 90% [" in text and "| plain +1.0% |" in text  # gap closed; plain at equal compute (+0.01 in log)
+    assert "| method +10.5% |" in text  # at the budget: the method at half its tokens (its 5k probe, +0.1 in log)
     assert "best method `rope_attention` at 10k tokens" in text and text.count("**met**") == 2
     assert "| `rope_attention` | 90% [" in text and "| missed |" in text
     assert methods_lines({"methods": [], "targets": None}) == []

@@ -155,6 +155,7 @@ def test_validation_books_split_the_training_books_and_leave_the_held_out_books_
         ({"validation_books": ["austen_persuasion"]}, "not shipped training books"),
         ({"validation_books": list(data.default_split()["train"])}, "at least one to train on"),
         ({"validation_books": ["austen_emma"], "train_files": ["x"], "eval_files": ["y"]}, "no files or dataset"),
+        ({"validation_books": ["austen_emma"], "dataset_name": "wikitext"}, "no files or dataset"),
     ],
 )
 def test_validation_books_refuses_what_cannot_be_a_validation_split(kwargs, message):

@@ -39,7 +39,11 @@ def _spec(settings: dict[str, Any], arm: str) -> tuple[str, dict[str, Any], dict
 
 def method_settings(finetune: dict[str, Any]) -> dict[str, Any]:
     """The recovery settings an arm's `finetune` turns on (those at their off value left out)."""
-    return {k: v for k, v in finetune.items() if k in RECOVERY_KEYS and v not in (None, False, 0, OFF.get(k))}
+    return {
+        k: v
+        for k, v in finetune.items()
+        if k in RECOVERY_KEYS and (v != OFF[k] if k in OFF else v not in (None, False, 0, ""))
+    }
 
 
 def method_arms(settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -77,7 +81,8 @@ def cpu_per_token(record: dict[str, Any], arm: str) -> float | None:
 
 
 def at_tokens(points: list[dict[str, Any]], tokens: float) -> float | None:
-    """A curve's mean log(perplexity / base) at `tokens`, linear in log tokens between probes; None past its ends."""
+    """A curve's mean log(perplexity / base) at `tokens`, linear in log tokens between its probes after step 0;
+    None outside them (past its budget, or before its first probe after step 0)."""
     known = [(p["tokens"], p["vs_base"]["mean"]) for p in points if p["tokens"] > 0]
     for (t0, v0), (t1, v1) in zip(known, known[1:]):
         if t0 <= tokens <= t1:
@@ -94,7 +99,9 @@ def gap_interval(swap: float, vs_base: dict[str, Any]) -> dict[str, float]:
 
 def methods(record: dict[str, Any], curve_by_arm: dict[str, Any]) -> list[dict[str, Any]]:
     """Per method arm, per probe: the share of the swap's gap closed (with the interval's ends), the difference
-    from plain fine-tuning at equal tokens, plain's log ratio at equal compute, passkey; and the method's cost."""
+    from plain fine-tuning at equal tokens, at equal compute plain's log ratio at the tokens the method's CPU time
+    buys ("plain_equal_compute") and the method's own at the tokens plain's buys ("method_equal_compute"),
+    passkey; and the method's cost."""
     from .study import in_window_difference, probe_hits, proportion_difference
 
     settings, runs = record.get("settings") or {}, record["runs"]
@@ -126,7 +133,8 @@ def methods(record: dict[str, Any], curve_by_arm: dict[str, Any]) -> list[dict[s
                 "plain_vs_base": theirs[index]["vs_base"],
             }  # fmt: skip
             if cost and point["tokens"]:
-                entry["plain_equal_compute"] = at_tokens(theirs, point["tokens"] * cost)
+                entry["plain_equal_compute"] = at_tokens(theirs, point["tokens"] * cost)  # plain, same CPU time
+                entry["method_equal_compute"] = at_tokens(mine, point["tokens"] / cost)  # the method, plain's CPU
             hits = [probe_hits(p, "hits", prompts) for p in probes]
             plain_hits = [probe_hits(p, "hits", prompts) for p in plain_probes]
             if "passkey" in point and all(hits) and all(plain_hits):
@@ -149,9 +157,9 @@ def targets(
     record: dict[str, Any], found: list[dict[str, Any]], extrapolated: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
     """The conversion-methods targets, each with its interval and verdict: for the best method (lowest in-window
-    perplexity at the full budget) of rope and t5_bias, in-window within IN_WINDOW of the base and passkey at the
-    window at least PASSKEY; the share of the gap each method closes at EARLY_SHARE of the pretraining tokens; the
-    best method's perplexity at the longest length over the window against EXTRAPOLATION."""
+    perplexity at the full budget) of each encoding with method arms, in-window within IN_WINDOW of the base and
+    passkey at the window at least PASSKEY; the share of the gap each method closes at EARLY_SHARE of the
+    pretraining tokens; the best method's perplexity at the longest length over the window against EXTRAPOLATION."""
     by_encoding: dict[str, list[dict[str, Any]]] = {}
     for entry in found:
         if entry["points"]:

@@ -44,8 +44,9 @@ class TrainConfig:
     )
     attention_lr_multiplier: float = field(
         default=1.0,
-        metadata={"help": "Learning-rate factor for the attention layers (q, k, v, output), e.g. to relearn where to "
-                  "look after a swap faster than the rest unlearns what it knew."},
+        metadata={"help": "Learning-rate factor for the attention modules' parameters (those transformers records "
+                  "attentions from: GPT-2's q, k, v and output; BERT's q, k, v), e.g. to relearn where to look after "
+                  "a swap faster than the rest changes."},
     )  # fmt: skip
     lr_scheduler: str = field(default="cosine", metadata={"help": "transformers scheduler name (linear, cosine...)."})
     warmup_steps: int = field(default=0, metadata={"help": "Linear warmup steps."})

@@ -81,6 +81,10 @@ def load_documents(
     """
     import datasets
 
+    if validation_books:
+        if train_files or eval_files or dataset_name:
+            raise RecipeError("validation_books splits the shipped training books: give no files or dataset with it.")
+        train_files, eval_files = validation_split(validation_books)
     if dataset_name:
         try:
             raw = datasets.load_dataset(dataset_name, dataset_config)
@@ -103,10 +107,6 @@ def load_documents(
                     remove_columns=["text"],
                 )
         return raw
-    if validation_books:
-        if train_files or eval_files or dataset_name:
-            raise RecipeError("validation_books splits the shipped training books: give no files or dataset with it.")
-        train_files, eval_files = validation_split(validation_books)
     if bool(train_files) != bool(eval_files):
         raise RecipeError("Give both --train_files and --eval_files (held-out documents), or neither.")
     files = {"train": train_files or shipped_files("train"), "eval": eval_files or shipped_files("eval")}

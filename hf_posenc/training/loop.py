@@ -239,7 +239,8 @@ def train(
     `probe(model)` (in eval mode, no gradients, without autocast) is called before the first step if 0 is in
     `probe_steps` and after each listed optimizer step: a recovery curve measured along one run. Its records, with
     "step" and "tokens", go to metrics.jsonl (event "probe") and to the result's "probes"; a resumed run returns only
-    the probes of its own session (the earlier ones are in metrics.jsonl). Probes call the unwrapped model on every
+    the probes of its own session (the earlier ones are in metrics.jsonl). A gradual swap's old table is out while a
+    probe runs (it scores the model a run stopped there would save). Probes call the unwrapped model on every
     process, so they are refused under FSDP, whose parameters are sharded.
 
     The conversion-aware methods cfg turns on (`hf_posenc.training.recovery`: distillation and attention transfer
@@ -248,8 +249,8 @@ def train(
 
     Returns {"steps", "tokens", "train_loss", "eval_loss", "seconds", "tokens_per_second", "output_dir", "probes",
     "learning_rates" (each parameter group's peak learning rate, by group name), "cpu_seconds" and
-    "cpu_seconds_per_token" (this process's CPU time, every thread, probes left out: what a method costs per token,
-    teacher included)}.
+    "cpu_seconds_per_token" (this process's CPU time, every thread, over its share of the tokens; probes left out,
+    periodic evaluations and checkpoints counted: what a method costs per token, teacher included)}.
     """
     from accelerate.utils import set_seed
     from transformers import get_scheduler
@@ -320,7 +321,7 @@ def train(
         inner = accelerator.unwrap_model(model)
         inner.eval()
         try:
-            with torch.no_grad(), full_precision(inner):
+            with torch.no_grad(), full_precision(inner), recovery.as_saved():
                 record = {"step": at, "tokens": at * tokens_per_step, **probe(inner)}
         finally:
             inner.train()
@@ -390,7 +391,7 @@ def train(
     result["learning_rates"] = {group["name"]: group["initial_lr"] for group in optimizer.param_groups}
     result["tokens_per_second"] = tokens / max(seconds, 1e-9)
     result["cpu_seconds"] = cpu_seconds
-    result["cpu_seconds_per_token"] = cpu_seconds / max(tokens, 1)
+    result["cpu_seconds_per_token"] = cpu_seconds / max(tokens / accelerator.num_processes, 1)  # this process's
     if step < steps:  # stopped early on purpose: keep a checkpoint to resume from, do not save a final model
         save_checkpoint(accelerator, out, step, micro)
         log.write(event="stopped", step=step)

@@ -25,15 +25,18 @@ def attention_kl(
     teacher: Sequence[torch.Tensor],
     rows: torch.Tensor,
     heads: dict[int, list[int] | None],
+    cut_keys: bool = True,
 ) -> torch.Tensor:
     """Mean over the chosen (layer, head) pairs and the `rows` (queries, [batch, window] bool) of
     KL(teacher's attention row || student's), each model's per-layer [batch, heads, queries, keys] probabilities cut
-    to the window. Exactly 0 where the distributions are equal; float32 inside."""
+    to the window's queries and, with `cut_keys` (self-attention), keys; cross-attention keeps every key. Exactly 0
+    where the distributions are equal; float32 inside."""
     window, tiny = rows.shape[1], torch.finfo(torch.float32).tiny
     weights = rows[:, None, :].float()
     total, count = 0.0, 0.0
     for layer, chosen in heads.items():
-        s, t = (probs[layer][:, :, :window, :window].float() for probs in (student, teacher))
+        keys = window if cut_keys else None
+        s, t = (probs[layer][:, :, :window, :keys].float() for probs in (student, teacher))
         if chosen is not None:
             s, t = s[:, chosen], t[:, chosen]
         kl = (t * (t.clamp(min=tiny).log() - s.clamp(min=tiny).log())).sum(-1)  # [batch, heads, queries]
@@ -70,7 +73,7 @@ def attention_layers(model: nn.Module) -> list[nn.Module]:
     classes = tuple({s.target_class if isinstance(s, OutputRecorder) else s for s in specs if s is not None})
     found = [module for module in model.modules() if classes and isinstance(module, classes)]
     if not found:
-        raise RecipeError(f"Attention transfer cannot find the attention layers of {type(model).__name__}.")
+        raise RecipeError(f"Cannot find the attention layers of {type(model).__name__} (transformers records none).")
     return found
 
 

@@ -104,6 +104,19 @@ class Recovery:
         self.autocast = autocast or contextlib.nullcontext
         self.at_step(step)
 
+    @contextlib.contextmanager
+    def as_saved(self) -> Any:
+        """Meanwhile the model is what a run stopped here would save: a gradual swap's old table is out (its scale
+        0), so that probes along a run score the converted model, not the model with the table still fading."""
+        if self.swap is None or not self.swap.hooked:
+            yield
+            return
+        scale, self.swap.scale = self.swap.scale, 0.0
+        try:
+            yield
+        finally:
+            self.swap.scale = scale
+
     def at_step(self, step: int) -> None:
         """The run is at optimizer step `step` (after resuming, and after each step): the gradual swap's scale."""
         if self.swap is not None:
@@ -116,6 +129,9 @@ class Recovery:
             outputs = model(**batch)
             return (outputs.loss, outputs) if return_outputs else outputs.loss
         cfg, attentions = self.cfg, {"output_attentions": True} if self.heads is not None else {}
+        if self.seq2seq and "decoder_input_ids" not in batch and batch.get("labels") is not None:
+            shift = unwrapped(model).prepare_decoder_input_ids_from_labels  # student and teacher decode the same
+            batch = {**batch, "decoder_input_ids": shift(labels=batch["labels"])}
         outputs = model(**(batch if cfg.lm_weight else {k: v for k, v in batch.items() if k != "labels"}), **attentions)
         loss = outputs.loss * cfg.lm_weight if cfg.lm_weight else 0.0
         if self.teacher is not None and self.seq2seq:
@@ -145,9 +161,7 @@ class Recovery:
         transfer averaged over the encoder's self-attention, the decoder's and the cross-attention. The teacher reads
         the same encoder and decoder inputs, which must fit its window (the encoder is bidirectional)."""
         cfg = self.cfg
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
-        if "decoder_input_ids" not in inputs and batch.get("labels") is not None:
-            inputs["decoder_input_ids"] = self.teacher.prepare_decoder_input_ids_from_labels(labels=batch["labels"])
+        inputs = {k: v for k, v in batch.items() if k != "labels"}  # decoder_input_ids: given, or made in training_loss
         longest = max(inputs["input_ids"].shape[1], inputs["decoder_input_ids"].shape[1])
         if longest > self.window:
             raise RecipeError(
@@ -166,11 +180,11 @@ class Recovery:
             source = inputs.get("attention_mask")
             encoder_rows = torch.ones_like(inputs["input_ids"], dtype=torch.bool) if source is None else source.bool()
             terms = [
-                attention_kl(mine, theirs, rows, dict.fromkeys(range(len(mine))))
-                for mine, theirs, rows in (
-                    (outputs.encoder_attentions, expected.encoder_attentions, encoder_rows),
-                    (outputs.decoder_attentions, expected.decoder_attentions, decoder_rows),
-                    (outputs.cross_attentions, expected.cross_attentions, decoder_rows),
+                attention_kl(mine, theirs, rows, dict.fromkeys(range(len(mine))), cut_keys=cut)
+                for mine, theirs, rows, cut in (
+                    (outputs.encoder_attentions, expected.encoder_attentions, encoder_rows, True),
+                    (outputs.decoder_attentions, expected.decoder_attentions, decoder_rows, True),
+                    (outputs.cross_attentions, expected.cross_attentions, decoder_rows, False),  # encoder keys
                 )
             ]
             loss = loss + cfg.attention_transfer_weight * sum(terms) / len(terms)

@@ -85,7 +85,7 @@ def describe_recovery(cfg: dict[str, Any]) -> str:
         parts.append(f"attention transfer from the original (weight {cfg['attention_transfer_weight']:g}, {heads})")
     if cfg.get("freeze_trained_positions"):
         parts.append("the pretrained table rows frozen")
-    if parts and cfg.get("lm_weight", 1.0) != 1.0:
+    if cfg.get("lm_weight", 1.0) != 1.0:
         parts.append(f"LM loss weight {cfg['lm_weight']:g}")
     return "; ".join(parts) if parts else "none (plain fine-tuning)"
 
