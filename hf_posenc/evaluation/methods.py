@@ -12,18 +12,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..training.recovery.settings import FIELDS
 from .statistics import gap_closed
 
-RECOVERY_KEYS = (
-    "lm_weight",
-    "distill_weight",
-    "distill_temperature",
-    "attention_transfer_weight",
-    "attention_transfer_heads",
-    "gradual_swap_steps",
-    "gradual_swap_schedule",
-    "freeze_trained_positions",
-)  # the settings that make an arm a method arm (recovery.settings.FIELDS, less the teacher's path)
+RECOVERY_KEYS = tuple(k for k in FIELDS if k != "teacher_name_or_path")  # the settings that make an arm a method arm
 OFF = {"lm_weight": 1.0, "distill_temperature": 2.0, "gradual_swap_schedule": "linear"}  # values that turn nothing on
 IN_WINDOW = 0.02  # target: in-window perplexity within 2% of the base at the full budget, as a test
 PASSKEY = 0.90  # target: passkey at the window at least 90% at the full budget
