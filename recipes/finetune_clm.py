@@ -3,9 +3,10 @@
 accelerate launch recipes/finetune_clm.py --model_name_or_path gpt2 --encoding rope --output_dir out/rope
 python recipes/finetune_clm.py --config recipes/configs/finetune_clm.yaml
 
-With --distill_weight or --attention_transfer_weight the model as it was before conversion teaches the converted one
-(KL on the logits or attention inside its window; a second model in memory); with --gradual_swap_steps the old
-table fades out of the input over the first steps. See hf_posenc.training.recovery.
+After a swap (an --encoding other than learned) the model as it was before conversion teaches the converted one by
+attention transfer (KL between their attention inside the old window; a second model in memory, eager attention)
+unless --no-recovery or another method is set: --distill_weight (KL on the logits), --attention_transfer_weight,
+--gradual_swap_steps (the old table fades out of the input over the first steps). See hf_posenc.training.recovery.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from hf_posenc.training import (
     train,
 )
 from hf_posenc.training.errors import RecipeError
+from hf_posenc.training.recovery import with_default_recovery
 
 
 def finetune_clm(cfg: TrainConfig, model: Any = None, tokenizer: Any = None) -> dict[str, Any]:
@@ -43,6 +45,7 @@ def finetune_clm(cfg: TrainConfig, model: Any = None, tokenizer: Any = None) -> 
     if not is_causal_lm(model):
         raise RecipeError(f"{type(model).__name__} is not a causal LM; use finetune_mlm for encoders.")
     check_block_size(model, cfg.block_size)
+    cfg = with_default_recovery(cfg, model, cfg.block_size)  # after a swap: the recovery study's best method
     trained = getattr(model.config, "trained_context_length", None)
     if cfg.encoding not in (None, "", "none", "original") and trained and cfg.block_size > trained:
         hf_posenc.declare_max_length(model, cfg.block_size)  # converted here and fine-tuned at block_size: declare it

@@ -435,6 +435,19 @@ def methods_lines(part: dict[str, Any]) -> list[str]:
             limit = f"{x['limit']:.2f}"
             text += f"; {x['length']:,} tokens over the window {ratio(x)} (target at most {limit}): **{x['verdict']}**"
         lines.append(text + ".")
+    drope_rows = [d for d in (part.get("drope"), *(part.get("drope_methods") or [])) if d]
+    if any(d["arm"] != "nope" for d in drope_rows):
+        cells = "; ".join(
+            f"`{d['arm']}` {d['gap_closed']:.0%} [{100 * d['gap_closed_low']:.0f}, {100 * d['gap_closed_high']:.0f}]"
+            f" ({d['reproduces']})"
+            for d in drope_rows
+        )
+        lines.append(
+            f"- `nope` against DroPE's claim (a model recovers from dropping its positions with under 1% of the "
+            f"pretraining tokens; here {drope_rows[0]['claim']:.0%} of the swap's gap closed at "
+            f"{tokens(drope_rows[0]['tokens'])} tokens, {drope_rows[0]['share_of_pretraining']:.2%} of pretraining), "
+            f"gap closed and whether it reproduces: {cells}."
+        )
     if goals["early"]:
         lines += [
             "",

@@ -477,6 +477,65 @@ def test_recipe_configs_carry_the_recovery_keys(recipe):
     assert set(FIELDS) - {"teacher_name_or_path"} <= keys
     cfg, _ = parse_config(build_parser(recipe), ["--config", str(path)])
     assert {name: getattr(cfg, name) for name in FIELDS} == {name: getattr(TrainConfig(), name) for name in FIELDS}
+    assert cfg.recovery is True and "recovery" in keys
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"encoding": "rope"}, {"attention_transfer_weight": 1.0}),
+        ({"encoding": "alibi", "attention_transfer_heads": None}, {"attention_transfer_weight": 1.0}),
+        ({"encoding": "rope", "recovery": False}, {}),
+        ({"encoding": "learned"}, {}),  # keeps the old table: nothing to recover
+        ({"encoding": None}, {}),  # no swap in this run
+        ({"encoding": "rope", "distill_weight": 1.0}, {}),  # a method is set: it alone runs
+        ({"encoding": "rope", "gradual_swap_steps": 2}, {}),
+    ],
+)
+def test_the_default_method_comes_only_after_a_swap_with_no_method_set(settings, expected):
+    from hf_posenc.training.recovery.settings import DEFAULT_METHOD, default_method
+
+    assert DEFAULT_METHOD == {"attention_transfer_weight": 1.0}
+    assert default_method(TrainConfig(**settings)) == expected
+
+
+def test_finetune_clm_recovers_by_default_and_no_recovery_is_plain(workspace, tmp_path, capsys):  # noqa: F811
+    """After a swap the recipe trains with attention transfer unless --no-recovery; the run records it, and its
+    losses differ from plain fine-tuning's from the first step (the same data and seed)."""
+    root, files = workspace
+    runs = {}
+    for name, extra in (("default", []), ("plain", ["--no-recovery"])):
+        out = tmp_path / name
+        argv = flags(root, files, out, "--encoding", "rope", "--max_steps", "2", *extra)
+        run_cli(finetune_clm.main, argv)
+        runs[name] = json.loads((out / "train_config.json").read_text()), logged_losses(out)
+    printed = capsys.readouterr().err
+    assert "Fine-tuning after the swap to rope with attention transfer from the original (weight 1" in printed
+    assert printed.count("Fine-tuning after the swap") == 1
+    (default, default_losses), (plain, plain_losses) = runs["default"], runs["plain"]
+    assert (default["recovery"], default["attention_transfer_weight"]) == (True, 1.0)
+    assert (plain["recovery"], plain["attention_transfer_weight"]) == (False, 0.0)
+    assert default_losses[0] > plain_losses[0]  # the same LM loss plus a positive attention KL
+    assert not any("wpe" in key for key in load_file(tmp_path / "default" / "model.safetensors"))
+
+
+def test_finetune_mlm_past_the_window_warns_and_fine_tunes_plainly(tmp_path):
+    from hf_posenc import data
+
+    book = data.text("austen_persuasion")
+    wordpiece_bert(tmp_path / "bert", book[:20000], max_positions=64)
+    (tmp_path / "train.txt").write_text(book[20000:30000])
+    (tmp_path / "held.txt").write_text(book[30000:32000])
+    argv = [
+        "--model_name_or_path", str(tmp_path / "bert"), "--encoding", "rope", "--train_files",
+        str(tmp_path / "train.txt"), "--eval_files", str(tmp_path / "held.txt"), "--batch_size", "2",
+        "--max_steps", "1", "--no-progress",
+    ]  # fmt: skip
+    run_cli(finetune_mlm.main, [*argv, "--output_dir", str(tmp_path / "in"), "--block_size", "64"])
+    assert json.loads((tmp_path / "in" / "train_config.json").read_text())["attention_transfer_weight"] == 1.0
+    with pytest.warns(UserWarning, match="128 tokens are past its 64 positions.*--no-recovery"):
+        run_cli(finetune_mlm.main, [*argv, "--output_dir", str(tmp_path / "past"), "--block_size", "128"])
+    assert json.loads((tmp_path / "past" / "train_config.json").read_text())["attention_transfer_weight"] == 0.0
 
 
 # ---- attention transfer ----

@@ -16,6 +16,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 import hf_posenc
+from hf_posenc import data
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -175,15 +176,19 @@ RUN_SNIPPETS = """if True:
 
 def test_python_snippets_run_as_written(tmp_path):
     """The README's Python blocks run in order, in one namespace, offline: "gpt2" is a tiny local GPT-2 in the working
-    folder (from_pretrained reads a folder of that name before asking the Hub), and HF_HUB_OFFLINE forbids the Hub."""
+    folder with GPT-2's tokenizer (from_pretrained reads a folder of that name before asking the Hub), "my_corpus.txt" a
+    shipped book's opening, and HF_HUB_OFFLINE forbids the Hub."""
     blocks = python_blocks()
     assert [code.splitlines()[0] for code, marked in blocks if marked] == NEEDS_THE_HUB
     runnable = [(number, code) for number, (code, marked) in enumerate(blocks, 1) if not marked]
     assert len(runnable) >= 3
     torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=4, n_positions=32, vocab_size=1000)).save_pretrained(
-        tmp_path / "gpt2"
-    )
+    tokenizer = data.gpt2_tokenizer()  # GPT-2's own, shipped with hf_posenc
+    GPT2LMHeadModel(
+        GPT2Config(n_layer=2, n_embd=32, n_head=4, n_positions=32, vocab_size=len(tokenizer))
+    ).save_pretrained(tmp_path / "gpt2")
+    tokenizer.save_pretrained(tmp_path / "gpt2")
+    (tmp_path / "my_corpus.txt").write_text(data.text("austen_persuasion")[:4000])
     names = sorted(set(re.findall(r"`(hf_posenc(?:\.\w+)+)\(", README)))
     assert "hf_posenc.hub.push_to_hub" in names
     (tmp_path / "names.json").write_text(json.dumps(names))

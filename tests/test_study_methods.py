@@ -141,3 +141,29 @@ def test_the_readme_tables_of_a_recovery_record_come_from_its_summary():
     for encoding, row in part["targets"]["best"].items():
         assert f"- `{encoding}`, best method `{row['arm']}`" in targets and f"**{row['in_window']}**" in targets
     assert targets.count("\n| `") == len(part["targets"]["early"])
+
+
+def test_drope_is_checked_for_nope_with_each_method():
+    """A nope arm with a method is held to DroPE's claim like plain nope: its own gap closed within 1% of the
+    pretraining tokens, in the summary and in the report's targets."""
+    import sys
+    from pathlib import Path
+
+    from hf_posenc.evaluation.study import drope, summarize
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+    from report_swap_study import methods_lines
+
+    record = with_method()
+    record["base_pretraining_tokens"] = 1_000_000  # 1% = 10k tokens: the last probe
+    record["runs"]["nope_attention"] = copy.deepcopy(record["runs"].pop("rope_attention"))
+    encodings = record["settings"]["encodings"]
+    encodings["nope_attention"] = {"encoding": "nope", "finetune": encodings.pop("rope_attention")["finetune"]}
+    summary = summarize(record)
+    (found,) = summary["drope_methods"]
+    assert found == drope(record, curves(record), "nope_attention") and found["arm"] == "nope_attention"
+    assert found["gap_closed"] > summary["drope"]["gap_closed"]  # +0.005 left in log, against plain nope's +0.1
+    text = "\n".join(methods_lines(summary))
+    (line,) = [row for row in text.splitlines() if "DroPE" in row]
+    assert "`nope` 90% [" in line and f"`nope_attention` {found['gap_closed']:.0%} [" in line
+    assert summarize(with_method())["drope_methods"] == []  # no nope method arm

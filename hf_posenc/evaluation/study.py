@@ -305,22 +305,22 @@ def between(record: dict[str, Any], higher: str, lower: str, length: str) -> dic
     return {**interval, "higher": higher, "lower": lower}
 
 
-def drope(record: dict[str, Any], curve_by_arm: dict[str, Any]) -> dict[str, Any] | None:
+def drope(record: dict[str, Any], curve_by_arm: dict[str, Any], arm: str = "nope") -> dict[str, Any] | None:
     """DroPE (Gelberg et al. 2025) drops a model's positions (RoPE -> NoPE) and recalibrates with under 1% of the
-    pretraining tokens. Here the matching arm is nope (learned -> NoPE): the share of the swap's gap in
-    log-perplexity against the base that it closed at the last probe within 1% of the pretraining tokens, with the
-    interval of the probe's log ratio (the swap's own gap is the same for every seed)."""
+    pretraining tokens. Here the matching arm is nope (learned -> NoPE), or `arm`, a nope arm with a recovery method:
+    the share of the swap's gap in log-perplexity against the base that it closed at the last probe within 1% of the
+    pretraining tokens, with the interval of the probe's log ratio (the swap's own gap is the same for every seed)."""
     pretraining = record.get("base_pretraining_tokens")
-    if "nope" not in curve_by_arm or not pretraining:
+    if arm not in curve_by_arm or not pretraining:
         return None
-    points = curve_by_arm["nope"]["points"]
+    points = curve_by_arm[arm]["points"]
     inside = [p for p in points if 0 < p["tokens"] <= 0.01 * pretraining]
     if not inside:
         return None
     at = inside[-1]
     swap = points[0]["vs_base"]["mean"]
     now = at["vs_base"]
-    return {"arm": "nope", "tokens": at["tokens"], "share_of_pretraining": at["tokens"] / pretraining,
+    return {"arm": arm, "tokens": at["tokens"], "share_of_pretraining": at["tokens"] / pretraining,
             "gap_closed": gap_closed(swap, now["mean"]), "gap_closed_low": gap_closed(swap, now["high"]),
             "gap_closed_high": gap_closed(swap, now["low"]), "claim": 0.95,
             "reproduces": "yes" if gap_closed(swap, now["high"]) >= 0.95 else
@@ -380,6 +380,7 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
         "passkey": passkey_by_length(record),
         "verdicts": literature(record, extrapolated),
         "drope": drope(record, curve_by_arm),
+        "drope_methods": [d for e in found if e["encoding"] == "nope" and (d := drope(record, curve_by_arm, e["arm"]))],
         "comparisons": comparisons(record, curve_by_arm),
         "methods": found,
         "targets": targets(record, found, extrapolated) if found else None,

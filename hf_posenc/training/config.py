@@ -59,6 +59,12 @@ class TrainConfig:
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations to save memory."})
     mlm_probability: float = field(default=0.15, metadata={"help": "Masked-LM masking rate (finetune_mlm)."})
     # conversion-aware fine-tuning (hf_posenc.training.recovery); the teacher is the model before conversion
+    recovery: bool = field(
+        default=True,
+        metadata={"help": "After a swap (an --encoding other than learned) with no method below set, the fine-tuning "
+                  "recipes train with attention transfer from the original (weight 1), the recovery study's best "
+                  "method; --no-recovery: the LM loss alone. Methods set below always apply."},
+    )  # fmt: skip
     lm_weight: float = field(default=1.0, metadata={"help": "Weight of the LM loss (0: distillation alone)."})
     distill_weight: float = field(
         default=0.0, metadata={"help": "Weight of KL(original || converted) on the logits inside the window (0: off)."}

@@ -21,6 +21,8 @@ FIELDS = (
 WEIGHTS = ("lm_weight", "distill_weight", "attention_transfer_weight")
 TEACHER_USERS = "--distill_weight, --attention_transfer_weight and --gradual_swap_steps"
 SCHEDULES = ("linear", "cosine")
+NOT_A_SWAP = (None, "", "none", "original", "learned")  # encodings that keep the old table: nothing to recover
+DEFAULT_METHOD = {"attention_transfer_weight": 1.0}  # what the recipes add after a swap (the recovery study's winner)
 LEARNED_SWAP = (
     "A gradual swap adds the old table back to the input, and the 'learned' encoding already starts from that "
     "table: it would count twice. Use --gradual_swap_steps 0 with --encoding learned."
@@ -35,6 +37,14 @@ def uses_teacher(cfg: Any) -> bool:
 def is_active(cfg: Any) -> bool:
     """Whether any conversion-aware method is on (off: the model's own loss, exactly as without them)."""
     return uses_teacher(cfg) or cfg.gradual_swap_steps > 0 or cfg.freeze_trained_positions or cfg.lm_weight != 1
+
+
+def default_method(cfg: Any) -> dict[str, Any]:
+    """The settings the fine-tuning recipes add after a swap: `DEFAULT_METHOD` when `cfg.recovery` is on, its
+    encoding replaces the learned table (not `learned`, which keeps it) and no method is set; else {}."""
+    if not getattr(cfg, "recovery", False) or cfg.encoding in NOT_A_SWAP or is_active(cfg):
+        return {}
+    return dict(DEFAULT_METHOD)
 
 
 def check_recovery(cfg: Any) -> None:
@@ -62,7 +72,7 @@ def check_recovery(cfg: Any) -> None:
     parse_heads(cfg.attention_transfer_heads)
     if cfg.attention_transfer_heads and not cfg.attention_transfer_weight:
         raise RecipeError("--attention_transfer_heads is given but --attention_transfer_weight is 0.")
-    if cfg.teacher_name_or_path and not (uses_teacher(cfg) or cfg.gradual_swap_steps > 0):
+    if cfg.teacher_name_or_path and not (uses_teacher(cfg) or cfg.gradual_swap_steps > 0 or default_method(cfg)):
         raise RecipeError(f"--teacher_name_or_path is only read by {TEACHER_USERS}, and none is on.")
 
 
