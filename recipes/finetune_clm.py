@@ -45,7 +45,7 @@ def finetune_clm(cfg: TrainConfig, model: Any = None, tokenizer: Any = None) -> 
     if not is_causal_lm(model):
         raise RecipeError(f"{type(model).__name__} is not a causal LM; use finetune_mlm for encoders.")
     check_block_size(model, cfg.block_size)
-    cfg = with_default_recovery(cfg, model, cfg.block_size)  # after a swap: the recovery study's best method
+    cfg = with_default_recovery(cfg, model, cfg.block_size)  # after a swap: attention transfer unless --no-recovery
     trained = getattr(model.config, "trained_context_length", None)
     if cfg.encoding not in (None, "", "none", "original") and trained and cfg.block_size > trained:
         hf_posenc.declare_max_length(model, cfg.block_size)  # converted here and fine-tuned at block_size: declare it

@@ -44,7 +44,7 @@ def finetune_mlm(cfg: TrainConfig, model: Any = None, tokenizer: Any = None) -> 
         raise RecipeError("The tokenizer has no [MASK]/[CLS] token: masked-LM needs a BERT-style tokenizer.")
     model = model if model is not None else load_model(cfg, AutoModelForMaskedLM)
     check_block_size(model, cfg.block_size)
-    cfg = with_default_recovery(cfg, model, cfg.block_size)  # after a swap: the recovery study's best method
+    cfg = with_default_recovery(cfg, model, cfg.block_size)  # after a swap: attention transfer unless --no-recovery
     trained = getattr(model.config, "trained_context_length", None)
     if cfg.encoding not in (None, "", "none", "original") and trained and cfg.block_size > trained:
         hf_posenc.declare_max_length(model, cfg.block_size)  # converted here and fine-tuned at block_size: declare it

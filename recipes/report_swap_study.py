@@ -444,9 +444,9 @@ def methods_lines(part: dict[str, Any]) -> list[str]:
         )
         lines.append(
             f"- `nope` against DroPE's claim (a model recovers from dropping its positions with under 1% of the "
-            f"pretraining tokens; here {drope_rows[0]['claim']:.0%} of the swap's gap closed at "
+            f"pretraining tokens; read here as at least {drope_rows[0]['claim']:.0%} of the swap's gap closed at "
             f"{tokens(drope_rows[0]['tokens'])} tokens, {drope_rows[0]['share_of_pretraining']:.2%} of pretraining), "
-            f"gap closed and whether it reproduces: {cells}."
+            f"the gap each arm closed and whether the claim holds: {cells}."
         )
     if goals["early"]:
         lines += [

@@ -484,12 +484,13 @@ def test_recipe_configs_carry_the_recovery_keys(recipe):
     ("settings", "expected"),
     [
         ({"encoding": "rope"}, {"attention_transfer_weight": 1.0}),
-        ({"encoding": "alibi", "attention_transfer_heads": None}, {"attention_transfer_weight": 1.0}),
+        ({"encoding": "alibi", "attention_transfer_heads": "0,1:2"}, {"attention_transfer_weight": 1.0}),
+        ({"encoding": "learned"}, {"attention_transfer_weight": 1.0}),  # the model decides (a copy keeps the window)
         ({"encoding": "rope", "recovery": False}, {}),
-        ({"encoding": "learned"}, {}),  # keeps the old table: nothing to recover
-        ({"encoding": None}, {}),  # no swap in this run
+        ({"encoding": None}, {}),  # no conversion in this run
         ({"encoding": "rope", "distill_weight": 1.0}, {}),  # a method is set: it alone runs
         ({"encoding": "rope", "gradual_swap_steps": 2}, {}),
+        ({"encoding": "rope", "lm_weight": 0.5, "distill_weight": 1.0}, {}),
     ],
 )
 def test_the_default_method_comes_only_after_a_swap_with_no_method_set(settings, expected):
@@ -499,23 +500,60 @@ def test_the_default_method_comes_only_after_a_swap_with_no_method_set(settings,
     assert default_method(TrainConfig(**settings)) == expected
 
 
+@pytest.mark.parametrize(
+    ("encoding", "options", "block", "applies"),
+    [
+        ("rope", {}, WINDOW, True),
+        ("learned", {"method": "copy"}, WINDOW, False),  # in-window outputs unchanged: nothing to recover
+        ("learned", {"method": "interpolate"}, WINDOW, True),
+        ("rope", {}, 2 * WINDOW, False),  # past the window: warned, plain
+    ],
+)
+def test_the_default_follows_the_converted_model(encoding, options, block, applies, recwarn):
+    from hf_posenc.training.recovery import with_default_recovery
+
+    model = hf_posenc.convert(tiny_gpt2(), encoding, **options)
+    cfg = with_default_recovery(TrainConfig(encoding=encoding, output_dir="unused").check(), model, block)
+    assert (cfg.recovery, cfg.attention_transfer_weight) == ((True, 1.0) if applies else (False, 0.0))
+    warned = [str(w.message) for w in recwarn if "Plain fine-tuning after the swap" in str(w.message)]
+    assert len(warned) == (block > WINDOW)
+    assert not warned or f"{2 * WINDOW} tokens are past the original's {WINDOW} positions" in warned[0]
+
+
+def test_the_default_needs_the_original_and_leaves_no_setting_unread(tmp_path):
+    from hf_posenc.training.recovery import with_default_recovery
+
+    converted = hf_posenc.convert(tiny_gpt2(), "rope")
+    converted.save_pretrained(tmp_path / "rope")
+    loaded = type(converted).from_pretrained(tmp_path / "rope")  # converted elsewhere: its original is not in memory
+    with pytest.warns(UserWarning, match="not converted in this process.*--teacher_name_or_path"):
+        cfg = with_default_recovery(TrainConfig(encoding="rope").check(), loaded, WINDOW)
+    assert cfg.attention_transfer_weight == 0.0
+    tiny_gpt2().save_pretrained(tmp_path / "original")
+    cfg = TrainConfig(encoding="rope", teacher_name_or_path=str(tmp_path / "original")).check()
+    assert with_default_recovery(cfg, loaded, WINDOW).attention_transfer_weight == 1.0
+    heads = TrainConfig(encoding="rope", attention_transfer_heads="0").check()  # accepted: the default may read it
+    with pytest.raises(RecipeError, match="--attention_transfer_heads is given but"), pytest.warns(UserWarning):
+        with_default_recovery(heads, loaded, WINDOW)  # the default did not apply: nothing reads the heads
+
+
 def test_finetune_clm_recovers_by_default_and_no_recovery_is_plain(workspace, tmp_path, capsys):  # noqa: F811
-    """After a swap the recipe trains with attention transfer unless --no-recovery; the run records it, and its
-    losses differ from plain fine-tuning's from the first step (the same data and seed)."""
+    """After a swap the recipe trains exactly as with --attention_transfer_weight 1, unless --no-recovery; the run
+    records what ran and says so on stderr."""
     root, files = workspace
     runs = {}
-    for name, extra in (("default", []), ("plain", ["--no-recovery"])):
+    arms = {"default": [], "explicit": ["--attention_transfer_weight", "1"], "plain": ["--no-recovery"]}
+    for name, extra in arms.items():
         out = tmp_path / name
-        argv = flags(root, files, out, "--encoding", "rope", "--max_steps", "2", *extra)
-        run_cli(finetune_clm.main, argv)
+        run_cli(finetune_clm.main, flags(root, files, out, "--encoding", "rope", "--max_steps", "2", *extra))
         runs[name] = json.loads((out / "train_config.json").read_text()), logged_losses(out)
     printed = capsys.readouterr().err
-    assert "Fine-tuning after the swap to rope with attention transfer from the original (weight 1" in printed
-    assert printed.count("Fine-tuning after the swap") == 1
-    (default, default_losses), (plain, plain_losses) = runs["default"], runs["plain"]
-    assert (default["recovery"], default["attention_transfer_weight"]) == (True, 1.0)
-    assert (plain["recovery"], plain["attention_transfer_weight"]) == (False, 0.0)
-    assert default_losses[0] > plain_losses[0]  # the same LM loss plus a positive attention KL
+    assert printed.count("Fine-tuning after the swap to rope with attention transfer from the original (weight 1") == 1
+    assert runs["default"][1] == runs["explicit"][1]  # the same loss, bit for bit, at every step
+    assert runs["plain"][1] != runs["default"][1]
+    assert (runs["default"][0]["recovery"], runs["default"][0]["attention_transfer_weight"]) == (True, 1.0)
+    assert (runs["explicit"][0]["recovery"], runs["plain"][0]["recovery"]) == (False, False)  # the default not added
+    assert runs["plain"][0]["attention_transfer_weight"] == 0.0
     assert not any("wpe" in key for key in load_file(tmp_path / "default" / "model.safetensors"))
 
 
@@ -533,7 +571,7 @@ def test_finetune_mlm_past_the_window_warns_and_fine_tunes_plainly(tmp_path):
     ]  # fmt: skip
     run_cli(finetune_mlm.main, [*argv, "--output_dir", str(tmp_path / "in"), "--block_size", "64"])
     assert json.loads((tmp_path / "in" / "train_config.json").read_text())["attention_transfer_weight"] == 1.0
-    with pytest.warns(UserWarning, match="128 tokens are past its 64 positions.*--no-recovery"):
+    with pytest.warns(UserWarning, match="128 tokens are past the original's 64 positions.*--no-recovery"):
         run_cli(finetune_mlm.main, [*argv, "--output_dir", str(tmp_path / "past"), "--block_size", "128"])
     assert json.loads((tmp_path / "past" / "train_config.json").read_text())["attention_transfer_weight"] == 0.0
 

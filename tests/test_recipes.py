@@ -95,7 +95,7 @@ def test_distributed_ranks_see_different_data_and_model_loads(workspace, tmp_pat
     assert len(set(learning_rates(out).values())) == 3  # warmup, then cosine decay: three different rates
 
 
-def test_resume_gives_the_same_losses_and_keeps_what_was_written(workspace, tmp_path):
+def test_resume_gives_the_same_losses_and_keeps_what_was_written(workspace, tmp_path, capsys):
     root, files = workspace
     full, split = tmp_path / "full", tmp_path / "split"
     common = ("--encoding", "alibi", "--max_steps", "5", "--learning_rate", "1e-3", "--warmup_steps", "2")
@@ -104,6 +104,11 @@ def test_resume_gives_the_same_losses_and_keeps_what_was_written(workspace, tmp_
     assert not (split / "model.safetensors").exists()
     assert (split / "checkpoints" / "step_0000003").is_dir()
     first_part = (split / "metrics.jsonl").read_text()
+    with pytest.raises(SystemExit):  # it began with the default recovery: resuming plainly would change its objective
+        run_cli(finetune_clm.main, flags(root, files, split, *common, "--resume_from_checkpoint", "latest",
+                                         "--no-recovery"))  # fmt: skip
+    assert "Resuming with other recovery settings" in capsys.readouterr().err
+    assert json.loads((split / "train_config.json").read_text())["attention_transfer_weight"] == 1.0
     run_cli(finetune_clm.main, flags(root, files, split, *common, "--resume_from_checkpoint", "latest"))
     assert (split / "metrics.jsonl").read_text().startswith(first_part)  # appended, never truncated
     assert (split / "checkpoints" / "step_0000003").is_dir()

@@ -61,9 +61,9 @@ class TrainConfig:
     # conversion-aware fine-tuning (hf_posenc.training.recovery); the teacher is the model before conversion
     recovery: bool = field(
         default=True,
-        metadata={"help": "After a swap (an --encoding other than learned) with no method below set, the fine-tuning "
-                  "recipes train with attention transfer from the original (weight 1), the recovery study's best "
-                  "method; --no-recovery: the LM loss alone. Methods set below always apply."},
+        metadata={"help": "After the swap --encoding makes, with no method below set, the fine-tuning recipes train "
+                  "with attention transfer from the original (weight 1) where it can run (else they warn and train "
+                  "plainly); --no-recovery: the LM loss alone. Methods set below always apply."},
     )  # fmt: skip
     lm_weight: float = field(default=1.0, metadata={"help": "Weight of the LM loss (0: distillation alone)."})
     distill_weight: float = field(

@@ -219,6 +219,23 @@ def end_tracking(accelerator: Any) -> None:
     accelerator.trackers = []
 
 
+def check_same_recovery(cfg: TrainConfig, saved: Path) -> None:
+    """A resumed run trains with the recovery settings it began with (the run's train_config.json), or it would
+    silently change its objective halfway (e.g. resumed without --no-recovery)."""
+    from .recovery.settings import FIELDS
+
+    if not saved.is_file():
+        return
+    before = json.loads(saved.read_text())
+    changed = [f"--{name} {before[name]!r} -> {getattr(cfg, name)!r}" for name in FIELDS
+               if name in before and before[name] != getattr(cfg, name)]  # fmt: skip
+    if changed:
+        raise RecipeError(
+            f"Resuming with other recovery settings than the run began with ({', '.join(changed)}; "
+            f"{saved}): give the run's own settings (--no-recovery if it began plainly)."
+        )
+
+
 def train(
     model: nn.Module,
     train_set: Any,
@@ -260,6 +277,8 @@ def train(
         raise RecipeError("Probes during training are not supported under FSDP (the parameters are sharded).")
     set_seed(cfg.seed)
     out = Path(cfg.output_dir)
+    if cfg.resume_from_checkpoint:
+        check_same_recovery(cfg, out / "train_config.json")
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(vars(cfg), indent=2, default=str) + "\n")

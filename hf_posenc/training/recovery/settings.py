@@ -21,8 +21,8 @@ FIELDS = (
 WEIGHTS = ("lm_weight", "distill_weight", "attention_transfer_weight")
 TEACHER_USERS = "--distill_weight, --attention_transfer_weight and --gradual_swap_steps"
 SCHEDULES = ("linear", "cosine")
-NOT_A_SWAP = (None, "", "none", "original", "learned")  # encodings that keep the old table: nothing to recover
-DEFAULT_METHOD = {"attention_transfer_weight": 1.0}  # what the recipes add after a swap (the recovery study's winner)
+NO_CONVERSION = (None, "", "none", "original")  # --encoding values that keep the model as it is
+DEFAULT_METHOD = {"attention_transfer_weight": 1.0}  # what the recipes add after a swap (see default.py)
 LEARNED_SWAP = (
     "A gradual swap adds the old table back to the input, and the 'learned' encoding already starts from that "
     "table: it would count twice. Use --gradual_swap_steps 0 with --encoding learned."
@@ -40,9 +40,10 @@ def is_active(cfg: Any) -> bool:
 
 
 def default_method(cfg: Any) -> dict[str, Any]:
-    """The settings the fine-tuning recipes add after a swap: `DEFAULT_METHOD` when `cfg.recovery` is on, its
-    encoding replaces the learned table (not `learned`, which keeps it) and no method is set; else {}."""
-    if not getattr(cfg, "recovery", False) or cfg.encoding in NOT_A_SWAP or is_active(cfg):
+    """The settings a fine-tuning recipe may add after the swap it makes: `DEFAULT_METHOD` when `cfg.recovery` is on,
+    `cfg.encoding` asks for a conversion and no method is set; else {}. Whether they apply depends on the converted
+    model too (`default.with_default_recovery`)."""
+    if not getattr(cfg, "recovery", False) or cfg.encoding in NO_CONVERSION or is_active(cfg):
         return {}
     return dict(DEFAULT_METHOD)
 
@@ -70,7 +71,7 @@ def check_recovery(cfg: Any) -> None:
     if cfg.freeze_trained_positions and cfg.encoding not in (None, "", "none", "original", "learned"):
         raise RecipeError(f"--freeze_trained_positions is for --encoding learned, not {cfg.encoding!r}.")
     parse_heads(cfg.attention_transfer_heads)
-    if cfg.attention_transfer_heads and not cfg.attention_transfer_weight:
+    if cfg.attention_transfer_heads and not cfg.attention_transfer_weight and not default_method(cfg):
         raise RecipeError("--attention_transfer_heads is given but --attention_transfer_weight is 0.")
     if cfg.teacher_name_or_path and not (uses_teacher(cfg) or cfg.gradual_swap_steps > 0 or default_method(cfg)):
         raise RecipeError(f"--teacher_name_or_path is only read by {TEACHER_USERS}, and none is on.")
