@@ -761,6 +761,66 @@ def readme_methods(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def readme_shortfall(record: dict[str, Any], long_record: dict[str, Any] | None = None) -> str:
+    """Why the conversion targets were missed, from the record: how much of the gap every arm closes early and what
+    is left at the budget, each kind of method against plain fine-tuning, and retrieval (with, from `long_record`,
+    when plain fine-tuning of rope brings passkey back)."""
+    part = record["gpt2"]
+    curves, found = part["curves"], [e for e in part["methods"] if e["points"]]
+    early = (part.get("targets") or {}).get("early_tokens")
+    budget = found[0]["points"][-1]["tokens"]
+
+    def at(points: list[dict[str, Any]], n: int | None) -> dict[str, Any] | None:
+        return next((p for p in points if p["tokens"] == n), None)
+
+    from hf_posenc.evaluation.methods import gap_interval
+
+    plains = list(dict.fromkeys(e["plain"] for e in found))
+    plain_gaps = [gap_interval(curves[a]["points"][0]["vs_base"]["mean"], at(curves[a]["points"], early)["vs_base"])
+                  for a in plains if at(curves[a]["points"], early)]  # fmt: skip
+    method_gaps = [at(e["points"], early)["gap_closed"] for e in found if at(e["points"], early)]
+    span = lambda gaps: f"{min(g['mean'] for g in gaps):.0%} to {max(g['mean'] for g in gaps):.0%}"  # noqa: E731
+    best = min(found, key=lambda e: e["points"][-1]["vs_base"]["mean"])
+    first = at(best["points"], early)
+    lines = [
+        f"- **Most of the gap closes early.** At {tokens(early)} tokens plain "
+        f"fine-tuning has closed {span(plain_gaps)} of the swap's gap in log-perplexity (by encoding) and the method "
+        f"arms {span(method_gaps)}; from there to {tokens(budget)} the best arm, `{best['arm']}`, went from "
+        f"{change(first['vs_base']) if first else '-'} to {change(best['points'][-1]['vs_base'])} against the base."
+    ]
+    kinds: dict[str, list[dict[str, Any]]] = {}
+    for entry in found:
+        kinds.setdefault(method_text({"method": entry["method"], "also": {}}), []).append(entry)
+    for kind, entries in kinds.items():
+        cells = ", ".join(f"`{e['encoding']}` {change(e['points'][-1]['vs_plain'])}" for e in entries)
+        costs = [e["cost"] for e in entries if e["cost"]]
+        cost = f" at x{min(costs):.2f}-{max(costs):.2f} the CPU time" if costs else ""
+        lines.append(f"- {kind}: in-window against plain fine-tuning at {tokens(budget)} tokens {cells}{cost}.")
+    swaps = [e for e in found if e["points"][-1].get("passkey")] + [
+        {"arm": a, "points": curves[a]["points"]} for a in plains if curves[a]["points"][-1].get("passkey")
+    ]
+    if swaps:
+        top = max(swaps, key=lambda e: e["points"][-1]["passkey"]["mean"])
+        none = sum(e["points"][-1]["passkey"]["high"] < 0.05 for e in swaps)
+        text = (
+            f"- **Retrieval.** Passkey at the window is under 5% (upper interval "
+            f"end) for {none} of the {len(swaps)} swapped arms; the best is `{top['arm']}` with "
+            f"{share(top['points'][-1]['passkey'])}."
+        )
+        rope = ((long_record or {}).get("gpt2") or {}).get("curves", {}).get("rope")
+        if rope:
+            back = [p for p in rope["points"] if (p.get("passkey") or {}).get("mean", 0) > 0]
+            if back:
+                text += (
+                    f" With plain fine-tuning in the long study, rope's passkey is 0% up to "
+                    f"{tokens(max(p['tokens'] for p in rope['points'] if p['tokens'] < back[0]['tokens']))} tokens "
+                    f"and {back[0]['passkey']['mean']:.0%} at {tokens(back[0]['tokens'])}, "
+                    f"{back[-1]['passkey']['mean']:.0%} at {tokens(back[-1]['tokens'])}."
+                )
+        lines.append(text)
+    return "\n".join(lines)
+
+
 def readme_targets(record: dict[str, Any]) -> str:
     """The conversion targets as tests, one list item each (results.md's Targets section)."""
     lines = methods_lines(record["gpt2"])

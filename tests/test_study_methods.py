@@ -167,3 +167,24 @@ def test_drope_is_checked_for_nope_with_each_method():
     (line,) = [row for row in text.splitlines() if "DroPE" in row]
     assert "`nope` 90% [" in line and f"`nope_attention` {found['gap_closed']:.0%} [" in line
     assert summarize(with_method())["drope_methods"] == []  # no nope method arm
+
+
+def test_the_shortfall_is_stated_from_the_record():
+    """Each method kind's line carries its own arms' differences from plain, and the retrieval line the long study's
+    first budget with passkey back."""
+    import json
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "recipes"))
+    from report_swap_study import change, readme_shortfall, tokens
+
+    record = json.loads((root / "results" / "recovery_validation" / "results.json").read_text())
+    long_record = json.loads((root / "results" / "swap_study_long" / "results.json").read_text())
+    text = readme_shortfall(record, long_record)
+    for entry in record["gpt2"]["methods"]:
+        assert f"`{entry['encoding']}` {change(entry['points'][-1]['vs_plain'])}" in text
+    back = next(p for p in long_record["gpt2"]["curves"]["rope"]["points"] if p["passkey"]["mean"] > 0)
+    assert f"{back['passkey']['mean']:.0%} at {tokens(back['tokens'])}" in text
+    assert readme_shortfall(record) == text.split(" With plain fine-tuning in the long study")[0]
