@@ -4,6 +4,7 @@ LongEmbed-style tasks, distillation, and the recipe's refusals."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -162,6 +163,46 @@ def test_needle_groups_share_the_haystack_and_differ_only_in_the_needle():
     assert len(set(needles[0].queries)) == 8
     with pytest.raises(ValueError, match="candidates"):
         needle_groups(tokenizer, text, "needle", [512], [0.5], candidates=9)
+
+
+def test_longembed_groups_give_each_candidate_its_own_haystack_needle_and_depth():
+    from hf_posenc.embeddings import generated_facts, generated_names, longembed_groups
+
+    tokenizer = AutoTokenizer.from_pretrained(MINILM)
+    texts = [data.text("austen_persuasion"), data.text("austen_northangerabbey")]
+    assert len(set(generated_names(300))) == 300 and generated_names(5, seed=1) != generated_names(5, seed=2)
+    facts = generated_facts(100)
+    assert len({fact for fact, _ in facts}) == len({question for _, question in facts}) == 100
+    groups = longembed_groups(tokenizer, texts, "passkey", [256, 1024], candidates=100, queries=50, seed=3)
+    for group in groups:
+        assert (len(group.queries), len(group.documents), group.depth) == (50, 100, None)
+        assert all(len(doc) == group.length - 2 for doc in group.documents)
+        assert len({tuple(doc[:20]) for doc in group.documents}) > 90  # distinct haystacks, not one shared
+        depths = sorted(group.needle_depths)
+        assert depths[0] < 0.05 and depths[-1] > 0.95 and depths[50] == pytest.approx(0.5, abs=0.1)  # spread evenly
+        for query, doc, depth in zip(group.queries, group.documents, group.needle_depths):
+            name = query.removeprefix("What is the pass key for ").removesuffix("?")
+            text = tokenizer.decode(doc)
+            assert name.lower() in text
+            assert abs(text.index(name.lower()) / len(text) - depth) < 0.15  # the needle sits at its depth
+    again = longembed_groups(tokenizer, texts, "passkey", [256, 1024], candidates=100, queries=50, seed=3)
+    assert [g.documents for g in again] == [g.documents for g in groups]
+    (needle,) = longembed_groups(tokenizer, texts, "needle", [512], candidates=100, queries=50)
+    place = needle.queries[0].rsplit(" in ", 1)[1].removesuffix("?").lower()
+    assert place in tokenizer.decode(needle.documents[0]) and place not in tokenizer.decode(needle.documents[1])
+    with pytest.raises(ValueError, match="queries"):
+        longembed_groups(tokenizer, texts, "needle", [512], candidates=10, queries=11)
+
+
+def test_ranks_and_ndcg_at_10_follow_their_definitions():
+    from hf_posenc.embeddings import ndcg_at_10, own_ranks
+
+    documents = torch.eye(12)
+    queries = torch.eye(12)[[0, 1, 2]] + torch.tensor([[0.0] * 12, [0.0, 0.0, 2.0] + [0.0] * 9, [0.0] * 11 + [-1.0]])
+    assert own_ranks(queries, documents) == [1, 2, 1]  # query 1 is closer to document 2 than to its own
+    ties = torch.ones(2, 12)  # every document scores the same: ties count against the query
+    assert own_ranks(ties, documents) == [12, 12]
+    assert ndcg_at_10([1, 2, 10, 11]) == pytest.approx([1.0, 1 / math.log2(3), 1 / math.log2(11), 0.0])
 
 
 def test_quote_group_queries_come_from_their_passage():

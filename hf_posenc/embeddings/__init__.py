@@ -3,7 +3,8 @@ truncated, chunked), LongEmbed-style retrieval tasks from the shipped books, and
 
 from .distill import DistillConfig, distill, distillation_data
 from .encode import chunk_mean, embed_ids, embed_texts
-from .evaluate import Method, evaluate_method, fidelity, top1_hits
+from .evaluate import Method, evaluate_method, fidelity, ndcg_at_10, own_ranks, top1_hits
+from .longembed import generated_facts, generated_names, longembed_groups
 from .sentence_model import SentenceEncoder, load_sentence_encoder, save_sentence_encoder
 from .tasks import RetrievalGroup, needle_groups, quote_group
 
@@ -20,8 +21,13 @@ __all__ = [
     "embed_texts",
     "evaluate_method",
     "fidelity",
+    "generated_facts",
+    "generated_names",
     "load_sentence_encoder",
+    "longembed_groups",
+    "ndcg_at_10",
     "needle_groups",
+    "own_ranks",
     "save_sentence_encoder",
     "top1_hits",
 ]

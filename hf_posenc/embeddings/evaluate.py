@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 
@@ -41,13 +42,29 @@ def top1_hits(queries: torch.Tensor, documents: torch.Tensor) -> list[bool]:
     return (best == torch.arange(len(queries))).tolist()
 
 
+def own_ranks(queries: torch.Tensor, documents: torch.Tensor) -> list[int]:
+    """The rank (1: first) of each query's own document (same index) by cosine similarity; ties count against it."""
+    scores = torch.nn.functional.normalize(queries, dim=-1) @ torch.nn.functional.normalize(documents, dim=-1).T
+    own = scores[torch.arange(len(queries)), torch.arange(len(queries))]
+    return (scores >= own[:, None]).sum(dim=-1).tolist()
+
+
+def ndcg_at_10(ranks: list[int]) -> list[float]:
+    """nDCG@10 of each query with one relevant document at `rank` (LongEmbed's metric): 1 / log2(rank + 1) within the
+    top 10, else 0."""
+    return [1 / math.log2(rank + 1) if rank <= 10 else 0.0 for rank in ranks]
+
+
 def evaluate_method(method: Method, groups: list[RetrievalGroup], batch_size: int = 8, progress: bool = False) -> dict:
-    """Accuracy per group, and per task and length (mean over depths) as {task: {length: accuracy}}."""
+    """Top-1 accuracy, nDCG@10 and each query's rank of its own document per group (with its number of candidates),
+    and top-1 accuracy per task and length (mean over depths) as {task: {length: accuracy}}."""
     rows = []
     for group in tqdm(groups, desc=method.label, disable=not progress, leave=False):
-        hits = top1_hits(method.queries(group.queries, batch_size), method.documents(group.documents, batch_size))
-        accuracy = sum(hits) / len(hits)
-        rows.append({"task": group.task, "length": group.length, "depth": group.depth, "accuracy": accuracy})
+        ranks = own_ranks(method.queries(group.queries, batch_size), method.documents(group.documents, batch_size))
+        accuracy = sum(rank == 1 for rank in ranks) / len(ranks)
+        rows.append({"task": group.task, "length": group.length, "depth": group.depth, "accuracy": accuracy,
+                     "ndcg_at_10": statistics.fmean(ndcg_at_10(ranks)), "ranks": ranks,
+                     "candidates": len(group.documents)})  # fmt: skip
     summary: dict[str, dict[str, float]] = {}
     for task in dict.fromkeys(row["task"] for row in rows):
         lengths = dict.fromkeys(row["length"] for row in rows if row["task"] == task)

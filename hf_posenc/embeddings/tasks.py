@@ -43,13 +43,15 @@ NEEDLES = (
 
 @dataclass
 class RetrievalGroup:
-    """Queries and candidate documents (token ids, without special tokens); query i belongs to document i."""
+    """Queries and candidate documents (token ids, without special tokens); query i belongs to document i (there may
+    be more documents than queries: the rest are distractors)."""
 
     task: str
     length: int  # tokens of each document with its special tokens ([CLS] ... [SEP]); 0 for quote
     depth: float | None
     queries: list[str]
     documents: list[list[int]]
+    needle_depths: list[float] | None = None  # each document's own needle depth, where they differ (longembed)
 
 
 def _ids(tokenizer: Any, text: str) -> list[int]:
