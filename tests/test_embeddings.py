@@ -194,6 +194,24 @@ def test_longembed_groups_give_each_candidate_its_own_haystack_needle_and_depth(
         longembed_groups(tokenizer, texts, "needle", [512], candidates=10, queries=11)
 
 
+def test_content_groups_query_distinct_documents_by_their_own_sentences():
+    from hf_posenc.embeddings import content_groups
+
+    tokenizer = AutoTokenizer.from_pretrained(MINILM)
+    texts = [data.text("austen_persuasion"), data.text("austen_northangerabbey")]
+    every, sampled = content_groups(tokenizer, texts, [4096]), content_groups(tokenizer, texts, [512], 48, seed=1)
+    for group in (*every, *sampled):
+        assert len(group.queries) == len(group.documents) and all(len(d) == group.length - 2 for d in group.documents)
+        assert len({tuple(d) for d in group.documents}) == len(group.documents)  # no document twice
+        for query, doc, depth in zip(group.queries, group.documents, group.needle_depths):
+            text = tokenizer.decode(doc)
+            assert abs(text.index(query) / len(text) - depth) < 0.1  # the sentence is in its document, at its depth
+        assert min(group.needle_depths) < 0.1 and max(group.needle_depths) > 0.85  # shallow to deep
+    assert len(every[0].documents) >= 48 and len(sampled[0].documents) == 48
+    with pytest.raises(ValueError, match="distinct 4096-token documents, not 500"):
+        content_groups(tokenizer, texts, [4096], 500)
+
+
 def test_ranks_and_ndcg_at_10_follow_their_definitions():
     from hf_posenc.embeddings import ndcg_at_10, own_ranks
 

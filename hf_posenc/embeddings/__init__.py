@@ -4,7 +4,7 @@ truncated, chunked), LongEmbed-style retrieval tasks from the shipped books, and
 from .distill import DistillConfig, distill, distillation_data
 from .encode import chunk_mean, embed_ids, embed_texts
 from .evaluate import Method, evaluate_method, fidelity, ndcg_at_10, own_ranks, top1_hits
-from .longembed import generated_facts, generated_names, longembed_groups
+from .longembed import content_groups, generated_facts, generated_names, longembed_groups
 from .sentence_model import SentenceEncoder, load_sentence_encoder, save_sentence_encoder
 from .tasks import RetrievalGroup, needle_groups, quote_group
 
@@ -14,6 +14,7 @@ __all__ = [
     "RetrievalGroup",
     "SentenceEncoder",
     "chunk_mean",
+    "content_groups",
     "quote_group",
     "distill",
     "distillation_data",

@@ -99,3 +99,40 @@ def longembed_groups(
             placed.append(at / len(hay))
         groups.append(RetrievalGroup(task, length, None, asks[:queries], documents, placed))
     return groups
+
+
+def content_groups(
+    tokenizer: Any,
+    texts: list[str],
+    lengths: list[int],
+    candidates: int | None = None,
+    seed: int = 0,
+) -> list[RetrievalGroup]:
+    """Content retrieval on distinct documents: per length, as many non-overlapping spans of `length` tokens (special
+    tokens included) as `texts` hold (or `candidates` of them), each queried by one of its own sentences (8 to 48
+    tokens) taken at a depth spread evenly over the documents. Nothing is planted: a model finds the document only if
+    its embedding keeps what that part of the document says. `needle_depths` holds where each query's sentence
+    begins, as a share of its document."""
+    books = [_ids(tokenizer, text) for text in texts]
+    full_stop = _ids(tokenizer, ".")[-1]
+    specials = tokenizer.num_special_tokens_to_add(pair=False)
+    groups = []
+    for length in lengths:
+        size = length - specials
+        spans = [book[i : i + size] for book in books for i in range(0, len(book) - size + 1, size)]
+        if candidates is not None:
+            if len(spans) < candidates:
+                raise ValueError(f"The texts hold {len(spans)} distinct {length}-token documents, not {candidates}.")
+            spans = random.Random(f"{seed}-content-{length}").sample(spans, candidates)
+        if len(spans) < 2:
+            raise ValueError(f"The texts hold {len(spans)} distinct {length}-token documents: too few to retrieve.")
+        queries, depths = [], []
+        for index, doc in enumerate(spans):
+            target = index / max(len(spans) - 1, 1) * size
+            stops = [0, *_boundaries(doc, full_stop)]
+            sentences = [(a, b) for a, b in zip(stops, stops[1:]) if 8 <= b - a <= 48]
+            a, b = min(sentences, key=lambda s: abs(s[0] - target)) if sentences else (0, min(32, size))
+            queries.append(tokenizer.decode(doc[a:b]).strip())
+            depths.append(a / size)
+        groups.append(RetrievalGroup("content", length, None, queries, spans, depths))
+    return groups
