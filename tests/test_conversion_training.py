@@ -19,6 +19,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 import hf_posenc
 from hf_posenc.training import CausalCollator, RecipeError, TrainConfig, run_cli, teacher_from, train
 from hf_posenc.training.recovery import ConversionTrainer, Recovery, attention_kl, logit_kl, swap_scale
+from hf_posenc.training.recovery.anchors import freeze_rows
 from tests.cases import CASES, VOCAB, WINDOW, sharpen
 from tests.test_recipes import RECIPES, finetune_clm, finetune_mlm, flags, wordpiece_bert, workspace  # noqa: F401
 
@@ -813,7 +814,23 @@ def test_frozen_anchors_are_refused_where_no_row_was_kept():
             model = hf_posenc.convert(tiny_gpt2(), encoding, **options)
             Recovery.setup(TrainConfig(freeze_trained_positions=True), model)
     model = hf_posenc.convert(tiny_gpt2(), "learned", method="keep_stretch", keep=5)
-    assert Recovery.setup(TrainConfig(freeze_trained_positions=True), model).anchors == 5
+    assert Recovery.setup(TrainConfig(freeze_trained_positions=True), model).anchors == list(range(5))
+
+
+def test_frozen_anchors_of_an_anchor_table_are_every_stride_th_row(tmp_path):
+    from tests.cases import tiny_bert
+
+    model = hf_posenc.convert(tiny_bert(), "learned", max_positions=4 * WINDOW, method="anchor")
+    assert Recovery.setup(TrainConfig(freeze_trained_positions=True), model).anchors == list(range(0, 4 * WINDOW, 4))
+    table = model.bert.position_encoding.weight
+    before = table.detach().clone()
+    handles = freeze_rows(model, list(range(0, 4 * WINDOW, 4)))
+    model(input_ids=torch.randint(3, 100, (2, 2 * WINDOW))).logits.sum().backward()
+    assert (table.grad[::4] == 0).all() and (table.grad[1::4] != 0).any()
+    torch.optim.SGD([table], lr=1.0).step()
+    assert torch.equal(table[::4], before[::4]) and not torch.equal(table[1::4], before[1::4])
+    for handle in handles:
+        handle.remove()
 
 
 def test_a_resumed_run_gives_the_losses_of_an_uninterrupted_one(tmp_path):

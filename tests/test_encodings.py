@@ -22,6 +22,7 @@ from hf_posenc.modeling.posenc_rope import RotaryEncoding
 from hf_posenc.modeling.posenc_sinusoidal import sinusoidal_table
 from hf_posenc.modeling.posenc_t5_bias import T5RelativeBias
 from tests.cases import CASES, sharpen, tiny_bert, tiny_gpt2
+from tests.cases import WINDOW as MODEL_WINDOW
 
 HEADS, HEAD_DIM, WINDOW = 4, 32, 64
 INFO = ModelInfo(
@@ -230,6 +231,45 @@ def test_learned_keep_stretch_keeps_the_first_rows_of_a_converted_model():
         got = model(ids).logits
     torch.testing.assert_close(got[:, :8], expected[:, :8], atol=0, rtol=0)  # causal: the first 8 tokens see kept rows
     assert (got[:, 8:] - expected[:, 8:]).abs().max() > 1e-3  # later ones see stretched rows
+
+
+def test_learned_anchor_keeps_in_window_inputs_exact_and_reads_every_row_past_it(tmp_path):
+    """E5-Base-4k's anchors: old row i at row 4i, rows between interpolated; an input inside the old window computes
+    exactly what the original did (also after a save and a load with remote code), a longer one reads every row."""
+    from transformers import AutoModelForMaskedLM
+
+    bert_case = next(case for case in CASES if case.name == "bert")
+    torch.manual_seed(0)
+    model = sharpen(tiny_bert(), bert_case)
+    old = model.bert.embeddings.position_embeddings.weight.detach().clone()
+    ids = torch.randint(3, 100, (2, MODEL_WINDOW))
+    with torch.no_grad():
+        expected = model(ids).logits
+    hf_posenc.convert(model, "learned", max_positions=4 * MODEL_WINDOW, method="anchor")
+    table = model.bert.position_encoding.weight.detach()
+    assert torch.equal(table[::4], old) and torch.equal(table[-1], old[-1])
+    torch.testing.assert_close(table[1], old[0] + (old[1] - old[0]) / 4, atol=1e-6, rtol=0)  # interpolated between
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, expected, atol=0, rtol=0)
+        torch.testing.assert_close(model(ids[:, :10]).logits, model(ids[:, :10]).logits)
+        longer = model(torch.randint(3, 100, (1, 3 * MODEL_WINDOW))).logits
+    assert longer.shape[1] == 3 * MODEL_WINDOW and torch.isfinite(longer).all()
+    model.save_pretrained(tmp_path / "anchor")
+    reloaded = AutoModelForMaskedLM.from_pretrained(tmp_path / "anchor", trust_remote_code=True).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(ids).logits, expected, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("model", "options", "message"),
+    [
+        (tiny_bert, {"max_positions": 3 * MODEL_WINDOW + 1}, "must be a multiple of the trained window"),
+        (tiny_gpt2, {}, "'anchor' is for encoders"),
+    ],
+)
+def test_learned_anchor_refuses_what_it_cannot_keep_exact(model, options, message):
+    with pytest.raises(PositionEncodingError, match=message):
+        hf_posenc.convert(model(), "learned", method="anchor", **options)
 
 
 @pytest.mark.parametrize("keep", [-1, 32, 40, 2.5, True, "20"])

@@ -43,7 +43,7 @@ class Recovery:
     window: int = 0  # the original's positions: what the teacher reads and the losses compare
     heads: dict[int, list[int] | None] | None = None  # attention transfer's layers and heads (None: off)
     swap: GradualSwap | None = None
-    anchors: int = 0  # leading rows of a learned table kept frozen (0: off)
+    anchors: list[int] = field(default_factory=list)  # rows of a learned table kept frozen (none: off)
     autocast: Callable[[], Any] = contextlib.nullcontext
     restores: list[Callable[[], None]] = field(default_factory=list)
     handles: list[Any] = field(default_factory=list)
@@ -83,7 +83,7 @@ class Recovery:
                 source = load_teacher(cfg.teacher_name_or_path, model)
             swap = GradualSwap(old_tables(model, source), cfg.gradual_swap_steps, cfg.gradual_swap_schedule)
         teacher = teacher if uses_teacher(cfg) else None
-        anchors = kept_rows(model) if cfg.freeze_trained_positions else 0
+        anchors = kept_rows(model) if cfg.freeze_trained_positions else []
         causal = is_causal_lm(model) and not seq2seq
         return cls(cfg, teacher, causal, seq2seq, trained_context_length(model), heads, swap, anchors)
 
