@@ -3,6 +3,7 @@ LongEmbed-style tasks, distillation, and the recipe's refusals."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import shutil
@@ -85,6 +86,23 @@ def test_pooling_matches_sentence_transformers_on_the_real_minilm():
         [*SHORT_TEXTS, LONG_TEXT], convert_to_tensor=True
     )
     torch.testing.assert_close(ours, theirs.cpu(), atol=1e-5, rtol=1e-4)
+
+
+def test_the_anchor_table_keeps_minilm_s_in_window_embeddings_exactly():
+    """all-MiniLM-L6-v2 with E5-Base-4k's anchors to 4,096 positions: texts inside its 512-token window embed as the
+    original embeds them (cosine 1 within 1e-6), batched together; a 2,048-token document reads past the window."""
+    original = load_sentence_encoder(MINILM)
+    texts = [*SHORT_TEXTS, LONG_TEXT]
+    expected = embed_texts(original, texts, 512)
+    model = hf_posenc.convert(copy.deepcopy(original.model), "learned", max_positions=4096, method="anchor")
+    anchored = load_sentence_encoder(MINILM, model=model)
+    got = embed_texts(anchored, texts, 512)
+    cosine = torch.nn.functional.cosine_similarity(got, expected, dim=-1)
+    assert (cosine > 1 - 1e-6).all(), cosine
+    ids = anchored.tokenizer(data.text("austen_persuasion")[:20000], add_special_tokens=False)["input_ids"][:2046]
+    long = embed_ids(anchored, [ids], 2048)
+    assert torch.isfinite(long).all() and long.shape == expected[:1].shape
+    assert float((long[0] - embed_ids(anchored, [ids], 512)[0]).abs().max()) > 1e-3  # it read past 512 tokens
 
 
 def test_saved_converted_folder_loads_in_sentence_transformers_and_reads_past_the_old_window(tiny_folder, tmp_path):
