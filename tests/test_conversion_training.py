@@ -402,6 +402,24 @@ def test_conversion_trainer_trains_with_the_recovery_loss(tmp_path, recovery):
         ConversionTrainer(model=model, args=args, train_dataset=data, recovery={"distil_weight": 1.0})
 
 
+def test_conversion_trainer_keeps_frozen_anchors_under_weight_decay(tmp_path):
+    """The Trainer's AdamW decays what it decays, but not position encodings: frozen rows stay bit for bit."""
+    from transformers import TrainingArguments
+
+    model = hf_posenc.convert(tiny_gpt2(), "learned", max_positions=2 * WINDOW)
+    before = model.transformer.position_encoding.weight.detach().clone()
+    args = TrainingArguments(output_dir=str(tmp_path / "trainer"), per_device_train_batch_size=2, max_steps=2,
+                             report_to=[], use_cpu=True, save_strategy="no", learning_rate=1e-2, weight_decay=0.1,
+                             disable_tqdm=True)  # fmt: skip
+    data = blocks(length=2 * WINDOW).map(lambda row: {"labels": row["input_ids"]})
+    trainer = ConversionTrainer(model=model, args=args, train_dataset=data, recovery={"freeze_trained_positions": True})
+    assert not any("position_encoding" in name for name in trainer.get_decay_parameter_names(model))
+    assert any("c_attn.weight" in name for name in trainer.get_decay_parameter_names(model))
+    trainer.train()
+    after = model.transformer.position_encoding.weight.detach()
+    assert torch.equal(after[:WINDOW], before[:WINDOW]) and not torch.equal(after[WINDOW:], before[WINDOW:])
+
+
 # ---- the recipes' flags ----
 
 

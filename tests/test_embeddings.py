@@ -217,7 +217,8 @@ def test_content_groups_query_distinct_documents_by_their_own_sentences():
 
     tokenizer = AutoTokenizer.from_pretrained(MINILM)
     texts = [data.text("austen_persuasion"), data.text("austen_northangerabbey")]
-    every, sampled = content_groups(tokenizer, texts, [4096]), content_groups(tokenizer, texts, [512], 48, seed=1)
+    every, sampled = content_groups(tokenizer, texts, [512, 4096]), content_groups(tokenizer, texts, [512], 48, seed=1)
+    assert len(every[0].documents) == len(every[1].documents)  # the same count (and chance) at every length
     for group in (*every, *sampled):
         assert len(group.queries) == len(group.documents) and all(len(d) == group.length - 2 for d in group.documents)
         assert len({tuple(d) for d in group.documents}) == len(group.documents)  # no document twice
@@ -225,7 +226,7 @@ def test_content_groups_query_distinct_documents_by_their_own_sentences():
             text = tokenizer.decode(doc)
             assert abs(text.index(query) / len(text) - depth) < 0.1  # the sentence is in its document, at its depth
         assert min(group.needle_depths) < 0.1 and max(group.needle_depths) > 0.85  # shallow to deep
-    assert len(every[0].documents) >= 48 and len(sampled[0].documents) == 48
+    assert len(every[1].documents) >= 48 and len(sampled[0].documents) == 48
     with pytest.raises(ValueError, match="distinct 4096-token documents, not 500"):
         content_groups(tokenizer, texts, [4096], 500)
 
@@ -239,6 +240,9 @@ def test_ranks_and_ndcg_at_10_follow_their_definitions():
     ties = torch.ones(2, 12)  # every document scores the same: ties count against the query
     assert own_ranks(ties, documents) == [12, 12]
     assert ndcg_at_10([1, 2, 10, 11]) == pytest.approx([1.0, 1 / math.log2(3), 1 / math.log2(11), 0.0])
+    broken = queries.clone()
+    broken[0] = float("nan")  # a NaN embedding: its own score is NaN, and it ranks last
+    assert own_ranks(broken, documents)[0] == 12 and ndcg_at_10(own_ranks(broken, documents))[0] == 0.0
 
 
 def test_quote_group_queries_come_from_their_passage():

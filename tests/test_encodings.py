@@ -244,16 +244,24 @@ def test_learned_anchor_keeps_in_window_inputs_exact_and_reads_every_row_past_it
     old = model.bert.embeddings.position_embeddings.weight.detach().clone()
     ids = torch.randint(3, 100, (2, MODEL_WINDOW))
     with torch.no_grad():
-        expected = model(ids).logits
+        expected, expected_short = model(ids).logits, model(ids[:, :10]).logits
     hf_posenc.convert(model, "learned", max_positions=4 * MODEL_WINDOW, method="anchor")
     table = model.bert.position_encoding.weight.detach()
     assert torch.equal(table[::4], old) and torch.equal(table[-1], old[-1])
     torch.testing.assert_close(table[1], old[0] + (old[1] - old[0]) / 4, atol=1e-6, rtol=0)  # interpolated between
     with torch.no_grad():
         torch.testing.assert_close(model(ids).logits, expected, atol=0, rtol=0)
-        torch.testing.assert_close(model(ids[:, :10]).logits, model(ids[:, :10]).logits)
-        longer = model(torch.randint(3, 100, (1, 3 * MODEL_WINDOW))).logits
+        torch.testing.assert_close(model(ids[:, :10]).logits, expected_short, atol=0, rtol=0)
+        long_ids = torch.randint(3, 100, (1, 3 * MODEL_WINDOW))
+        longer = model(long_ids).logits
+        # a padded batch: the short row (its mask counts its real tokens) keeps the original's rule, the long one not
+        batch = torch.zeros(2, 3 * MODEL_WINDOW, dtype=torch.long)
+        batch[0, :10], batch[1] = ids[0, :10], long_ids[0]
+        mask = (torch.arange(3 * MODEL_WINDOW) < torch.tensor([[10], [3 * MODEL_WINDOW]])).long()
+        mixed = model(batch, attention_mask=mask).logits
     assert longer.shape[1] == 3 * MODEL_WINDOW and torch.isfinite(longer).all()
+    torch.testing.assert_close(mixed[0, :10], expected_short[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(mixed[1], longer[0], atol=1e-5, rtol=0)
     model.save_pretrained(tmp_path / "anchor")
     reloaded = AutoModelForMaskedLM.from_pretrained(tmp_path / "anchor", trust_remote_code=True).eval()
     with torch.no_grad():
@@ -264,7 +272,7 @@ def test_learned_anchor_keeps_in_window_inputs_exact_and_reads_every_row_past_it
     ("model", "options", "message"),
     [
         (tiny_bert, {"max_positions": 3 * MODEL_WINDOW + 1}, "must be a multiple of the trained window"),
-        (tiny_gpt2, {}, "'anchor' is for encoders"),
+        (tiny_gpt2, {}, "'anchor' is for bidirectional encoders, and this model has a causal stack"),
     ],
 )
 def test_learned_anchor_refuses_what_it_cannot_keep_exact(model, options, message):

@@ -438,6 +438,11 @@ def test_card_follows_the_encoding_what_conversion_changes_and_its_limits():
     assert "this encoder is order-blind" in build_model_card(bert.config).text
     bert, _ = tiny_bert_and_tokenizer()
     assert "this encoder is order-blind" in build_model_card(hf_posenc.convert(bert, "t5_bias").config).text
+    bert, _ = tiny_bert_and_tokenizer()
+    window = bert.config.max_position_embeddings
+    anchored = build_model_card(hf_posenc.convert(bert, "learned", max_positions=4 * window, method="anchor").config)
+    expected = f"unchanged by the conversion for inputs that fit it: the base model's {window} position rows sit at"
+    assert f"{expected} every 4th row" in anchored.text
 
 
 @pytest.mark.parametrize("family", ["bart", "mbart"])

@@ -43,8 +43,10 @@ def top1_hits(queries: torch.Tensor, documents: torch.Tensor) -> list[bool]:
 
 
 def own_ranks(queries: torch.Tensor, documents: torch.Tensor) -> list[int]:
-    """The rank (1: first) of each query's own document (same index) by cosine similarity; ties count against it."""
+    """The rank (1: first) of each query's own document (same index) by cosine similarity; ties count against it,
+    and a NaN score is the lowest."""
     scores = torch.nn.functional.normalize(queries, dim=-1) @ torch.nn.functional.normalize(documents, dim=-1).T
+    scores = scores.nan_to_num(nan=-math.inf)  # a NaN embedding ranks last, never first
     own = scores[torch.arange(len(queries)), torch.arange(len(queries))]
     return (scores >= own[:, None]).sum(dim=-1).tolist()
 

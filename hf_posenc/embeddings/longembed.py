@@ -2,9 +2,11 @@
 50 queries, each candidate its own stretch of held-out text with its own needle at its own depth.
 
 Unlike `tasks.needle_groups` (candidates that share one haystack and differ only in the needle), every candidate
-here is a different span of the held-out books, so a document's embedding must keep a needle that is a small part of
-unrelated text. The needles are generated, not taken from any text: people's names built from syllables (passkey)
-and facts about generated places (needle), so no model has seen them. Chance is 1 / candidates for top-1.
+here starts at its own random place in the held-out books, so a document's embedding must keep a needle that is a
+small part of other text (at long lengths, where the books hold few disjoint spans, candidates' haystacks overlap;
+their needles always differ). The needles are generated, not taken from any text: people's names built from
+syllables (passkey) and facts about generated places (needle), so no model has seen them. Chance is 1 / candidates
+for top-1.
 """
 
 from __future__ import annotations
@@ -108,24 +110,30 @@ def content_groups(
     candidates: int | None = None,
     seed: int = 0,
 ) -> list[RetrievalGroup]:
-    """Content retrieval on distinct documents: per length, as many non-overlapping spans of `length` tokens (special
-    tokens included) as `texts` hold (or `candidates` of them), each queried by one of its own sentences (8 to 48
-    tokens) taken at a depth spread evenly over the documents. Nothing is planted: a model finds the document only if
+    """Content retrieval on distinct documents: per length, `candidates` non-overlapping spans of `length` tokens
+    (special tokens included; by default as many as `texts` hold at the longest length, so that every length has the
+    same count and chance), each queried by one of its own sentences (8 to 48 tokens) taken at a depth spread evenly
+    over the documents. Nothing is planted: a model finds the document only if
     its embedding keeps what that part of the document says. `needle_depths` holds where each query's sentence
     begins, as a share of its document."""
     books = [_ids(tokenizer, text) for text in texts]
     full_stop = _ids(tokenizer, ".")[-1]
     specials = tokenizer.num_special_tokens_to_add(pair=False)
+
+    def cut(size: int) -> list[list[int]]:
+        return [book[i : i + size] for book in books for i in range(0, len(book) - size + 1, size)]
+
+    if candidates is None:
+        candidates = len(cut(max(lengths) - specials))
+    if candidates < 2:
+        raise ValueError(f"The texts hold {candidates} distinct {max(lengths)}-token documents: too few to retrieve.")
     groups = []
     for length in lengths:
+        spans = cut(length - specials)
+        if len(spans) < candidates:
+            raise ValueError(f"The texts hold {len(spans)} distinct {length}-token documents, not {candidates}.")
+        spans = random.Random(f"{seed}-content-{length}").sample(spans, candidates)
         size = length - specials
-        spans = [book[i : i + size] for book in books for i in range(0, len(book) - size + 1, size)]
-        if candidates is not None:
-            if len(spans) < candidates:
-                raise ValueError(f"The texts hold {len(spans)} distinct {length}-token documents, not {candidates}.")
-            spans = random.Random(f"{seed}-content-{length}").sample(spans, candidates)
-        if len(spans) < 2:
-            raise ValueError(f"The texts hold {len(spans)} distinct {length}-token documents: too few to retrieve.")
         queries, depths = [], []
         for index, doc in enumerate(spans):
             target = index / max(len(spans) - 1, 1) * size

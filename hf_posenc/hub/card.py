@@ -242,7 +242,14 @@ def _body(config, encoding, options, auto, base_model, repo_id, evaluation_dir, 
         intro = f"This model is `{Path(base_model).name}` with {swapped}."
     else:
         intro = f"This `{config.model_type}` model had {swapped}. Its base model was not recorded."
-    if encoding_cls.keeps_trained_window(options):
+    if encoding_cls.keeps_trained_window(options) and options.get("method") == "anchor":
+        stride = options["max_positions"] // window
+        in_window = (
+            f"unchanged by the conversion for inputs that fit it: the base model's {window} position rows sit at "
+            f"every {stride}th row of the new table, and an input of at most {window} tokens reads exactly those, so "
+            "it computes what the base model did. A longer input reads every row, its first tokens included."
+        )
+    elif encoding_cls.keeps_trained_window(options):
         in_window = (
             f"unchanged by the conversion: the first {window} rows of the position table are the base model's, so "
             f"up to {window} tokens the converted model computes exactly what the base model did."

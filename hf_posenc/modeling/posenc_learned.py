@@ -25,9 +25,10 @@ class LearnedEncoding(PositionEncoding):
     `method="anchor"` is E5-Base-4k's (Zhu et al. 2024, LongEmbed): with stride k = max_positions / window, old row i
     becomes row i * k and the rows between are interpolated (past the last anchor: the last old row); an input whose
     positions all fit the old window reads positions 0, k, 2k, ... (the old rows), so it computes exactly what the
-    original did, and a longer one reads every row. Which rule a sequence follows depends on its own largest
-    position, so batch in-window inputs apart from longer ones (padding counts). For encoders: a causal model's KV
-    cache would mix the two rules, and is refused."""
+    original did, and a longer one reads every row. Each sequence follows the rule of its own largest position: with
+    an attention mask, positions count its real tokens (padding never raises them); without one, a batch shares its
+    padded length. For bidirectional encoders: a model with a causal stack (a KV cache would mix the two rules) is
+    refused."""
 
     name = "learned"
     kind = "input"
@@ -72,8 +73,9 @@ class LearnedEncoding(PositionEncoding):
                 )
             if info.causal:
                 raise PositionEncodingError(
-                    "Method 'anchor' is for encoders: a causal model's KV cache would hold tokens embedded under "
-                    "both of its rules (in-window and longer). Use 'copy' or 'interpolate'."
+                    "Method 'anchor' is for bidirectional encoders, and this model has a causal stack (a decoder "
+                    "whose KV cache would hold tokens embedded under both of its rules, in-window and longer). Use "
+                    "'copy' or 'interpolate'."
                 )
         if options["method"] == "keep_stretch" and (
             isinstance(keep, bool) or not isinstance(keep, int) or not 0 <= keep < old

@@ -63,6 +63,11 @@ class ConversionTrainer(Trainer):
         self.recovery.at_step(self.state.global_step)
         return self.recovery.training_loss(model, inputs, return_outputs)
 
+    def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
+        """Transformers' choice, less the position encodings' parameters: as in `hf_posenc.training.train`, a table
+        or bias gets no weight decay (frozen anchor rows would otherwise shrink with no gradient)."""
+        return [name for name in super().get_decay_parameter_names(model) if "position_encoding" not in name]
+
     def train(self, *args: Any, **kwargs: Any) -> Any:
         self._attached = False  # attached at the first step, when the run's length is known
         try:
