@@ -274,6 +274,35 @@ def test_distillation_moves_the_student_to_the_teacher(tiny_folder):
     assert summary["final_long_loss"] < 0.7 * summary["first_long_loss"]
 
 
+def test_distilling_only_the_new_rows_of_an_anchor_table_keeps_the_window_exact(tiny_folder):
+    """trainable="new_positions": only the rows between the anchors move, so in-window texts embed exactly as the
+    original does after training, whatever the rest of the table learns from the long examples."""
+    teacher = load_sentence_encoder(tiny_folder)
+    student = load_sentence_encoder(tiny_folder)
+    window = teacher.max_seq_length
+    student.model = hf_posenc.convert(student.model, "learned", max_positions=4 * window, method="anchor")
+    before = {name: p.detach().clone() for name, p in student.model.named_parameters()}
+    cfg = DistillConfig(steps=12, short_batch=4, long_batch=1, long_length=200, chunk_length=64, learning_rate=3e-2,
+                        trainable="new_positions")  # fmt: skip
+    examples = distillation_data(teacher, [data.text("austen_emma")[:40_000]], cfg)
+    summary = distill(student, examples, cfg)
+    assert summary["finite"] and summary["steps"] == 12
+    after = dict(student.model.named_parameters())
+    moved = [name for name, value in before.items() if not torch.equal(after[name], value)]
+    assert moved == ["position_encoding.weight"]  # a BertModel: the table sits at its top level
+    table = after["position_encoding.weight"]
+    assert torch.equal(table[::4], before["position_encoding.weight"][::4])
+    assert all(p.requires_grad is False or "position_encoding" in n for n, p in student.model.named_parameters())
+    ours, theirs = embed_texts(student, SHORT_TEXTS, window), embed_texts(teacher, SHORT_TEXTS, window)
+    assert (torch.nn.functional.cosine_similarity(ours, theirs, dim=-1) > 1 - 1e-6).all()
+    with pytest.raises(ValueError, match="new_positions: --freeze_trained_positions keeps the pretrained rows"):
+        rope = load_sentence_encoder(tiny_folder)
+        rope.model = hf_posenc.convert(rope.model, "rope")
+        distill(rope, examples, cfg)
+    with pytest.raises(ValueError, match="train.trainable must be one of"):
+        DistillConfig(trainable="positions").check()
+
+
 def test_loading_refuses_what_it_cannot_read(tiny_folder, tmp_path):
     (tmp_path / "plain").mkdir()
     with pytest.raises(PositionEncodingError, match="modules.json"):

@@ -27,6 +27,8 @@ from tqdm.auto import tqdm
 from .encode import chunk_mean, embed_ids, with_specials
 from .sentence_model import SentenceEncoder
 
+TRAINABLE = ("all", "new_positions")
+
 
 @dataclass
 class DistillConfig:
@@ -44,8 +46,11 @@ class DistillConfig:
     log_every: int = 10
     seed: int = 0
     cpu: bool = False
+    trainable: str = "all"  # or "new_positions": only a `learned` table's rows that are not the pretrained ones
 
     def check(self) -> DistillConfig:
+        if self.trainable not in TRAINABLE:
+            raise ValueError(f"train.trainable must be one of {', '.join(TRAINABLE)}, got {self.trainable!r}.")
         for name in ("steps", "short_batch", "long_batch", "long_length", "chunk_length", "min_short_tokens"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"train.{name} must be positive, got {getattr(self, name)}.")
@@ -100,6 +105,23 @@ def collate(tokenizer: Any):
     return run
 
 
+def train_only_new_positions(model: torch.nn.Module) -> list[Any]:
+    """Freeze every parameter of `model` but its `learned` position table, and in the table the rows that are the
+    pretrained ones (`kept_rows`; with method 'anchor', every k-th); returns the gradient hooks' handles. Inputs that
+    fit the old window then keep the original's embeddings exactly, however long the training ('anchor')."""
+    from ..training.errors import RecipeError
+    from ..training.recovery.anchors import freeze_rows, kept_rows
+
+    try:
+        rows = kept_rows(model)
+    except RecipeError as err:
+        raise ValueError(f"train.trainable new_positions: {err}") from None
+    model.requires_grad_(False)
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_("position_encoding" in name)
+    return freeze_rows(model, rows)
+
+
 def distill(
     student: SentenceEncoder, data: dict, cfg: DistillConfig, log_path: Path | None = None, progress: bool = False
 ) -> dict[str, Any]:
@@ -114,6 +136,7 @@ def distill(
 
     accelerator = Accelerator(cpu=cfg.cpu)
     set_seed(cfg.seed)
+    handles = train_only_new_positions(student.model) if cfg.trainable == "new_positions" else []
     groups = parameter_groups(
         student.model,
         TrainConfig(
@@ -170,6 +193,8 @@ def distill(
                 with log_path.open("a") as handle:
                     handle.write(json.dumps({**record, "tokens": tokens}) + "\n")
     student.model = accelerator.unwrap_model(model).eval()
+    for handle in handles:
+        handle.remove()
     seconds = time.perf_counter() - started
     tail = log[-max(1, cfg.log_every) :]
     return {
