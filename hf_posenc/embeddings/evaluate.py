@@ -84,4 +84,3 @@ def fidelity(original: SentenceEncoder, converted: SentenceEncoder, sequences: l
     b = torch.nn.functional.normalize(embed_ids(converted, sequences, length), dim=-1)
     cosines = (a * b).sum(-1)
     return {"mean_cosine": float(cosines.mean()), "min_cosine": float(cosines.min()), "passages": len(sequences)}
-
