@@ -78,6 +78,10 @@ CHANGES = {
         )
     },
     "recovery-validation": ("recovery_validation", ("gpt2", "curves", "rope", "points", -1, "vs_base", "mean"), 0.5),
+    "swap-recovery-run": ("swap_study_recovery", ("cpu_seconds",), 4000.0),
+    "swap-recovery-methods": ("swap_study_recovery", ("gpt2", "methods", 0, "cost"), 9.0),
+    "swap-recovery-targets": ("swap_study_recovery", ("gpt2", "targets", "best", "rope", "vs_base", "mean"), 0.5),
+    "swap-recovery-shortfall": ("swap_study_recovery", ("gpt2", "methods", 0, "points", -1, "vs_plain", "mean"), 0.5),
     "swap-study-run": ("swap_study", ("cpu_seconds",), 4000.0),
     "swap-study-long-run": ("swap_study_long", ("wall_seconds",), 12_000.0),
 }

@@ -167,7 +167,7 @@ def test_timing_says_when_the_cpu_time_is_a_lower_bound(record, says):
     assert says in timing({"wall_seconds": 600, "cpu_seconds": 120, **record})
 
 
-@pytest.mark.parametrize("study", ["swap_study", "swap_study_long"])
+@pytest.mark.parametrize("study", ["swap_study", "swap_study_long", "recovery_validation", "swap_study_recovery"])
 def test_the_committed_summary_is_what_the_committed_measurements_give(study):
     """results.json's derived part (read by results.md, the plots and the README) is summarize() of its own record."""
     record = json.loads((Path(__file__).resolve().parents[1] / "results" / study / "results.json").read_text())

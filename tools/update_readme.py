@@ -193,6 +193,17 @@ RESULTS: dict[str, Callable[[Path], str]] = {
     "recovery-validation": lambda root: recipe("report_swap_study").readme_validation(
         results(root, "recovery_validation")
     ),
+    **{
+        f"swap-recovery-{part}": (
+            lambda root, part=part: getattr(recipe("report_swap_study"), "readme_" + part)(
+                results(root, "swap_study_recovery")
+            )
+        )
+        for part in ("run", "methods", "targets")
+    },  # fmt: skip
+    "swap-recovery-shortfall": lambda root: recipe("report_swap_study").readme_shortfall(
+        results(root, "swap_study_recovery"), results(root, "swap_study_long")
+    ),
     # results/README.md
     "swap-study-run": swap_study_run,
     "swap-study-long-run": swap_study_long_run,
