@@ -68,7 +68,7 @@ def check_recovery(cfg: Any) -> None:
         )
     if cfg.gradual_swap_steps > 0 and cfg.encoding == "learned":
         raise RecipeError(LEARNED_SWAP)
-    if cfg.freeze_trained_positions and cfg.encoding not in (None, "", "none", "original", "learned"):
+    if cfg.freeze_trained_positions and cfg.encoding not in (*NO_CONVERSION, "learned"):
         raise RecipeError(f"--freeze_trained_positions is for --encoding learned, not {cfg.encoding!r}.")
     parse_heads(cfg.attention_transfer_heads)
     if cfg.attention_transfer_heads and not cfg.attention_transfer_weight and not default_method(cfg):
