@@ -28,6 +28,9 @@ from transformers.utils.generic import TransformersKwargs
 KINDS = ("input", "rotary", "bias", "none")
 ALL_BACKENDS = ("eager", "sdpa", "flex_attention", "flash_attention_2", "flash_attention_3")
 SCORE_BACKENDS = ("eager", "sdpa", "flex_attention")  # backends that can add a bias to the scores
+# Without gradients, a bias folded into an sdpa mask larger than this is built per layer in blocks of queries of at
+# most this size, so no [B or 1, heads, Q, K] tensor outlives a layer (see `blocked_bias`).
+MASK_BLOCK_BYTES = 32 * 2**20
 
 
 @dataclass(frozen=True)
@@ -229,10 +232,24 @@ class PositionEncoding(nn.Module):
             if key_positions is not None and attention_backend.startswith("flex"):
                 # flex's score_mod indexes [tables, B, heads, Q, K] in the model's dtype: laid out once, not per layer
                 context.bias_tables = context.bias_tables.transpose(1, 2).to(dtype).contiguous()
-            if context.bias_tables.shape[0] == 1 and not attention_backend.startswith("flex"):
+            context.blocked = blocked_bias(context, attention_mask, key_length)
+            if context.bias_tables.shape[0] == 1 and not attention_backend.startswith("flex") and not context.blocked:
                 context.shared_mask = context.merged_mask(attention_mask, 0, key_length)
                 context.shared_source = attention_mask
         return context
+
+
+def blocked_bias(context: PositionContext, mask: Any, key_length: int) -> bool:
+    """True when sdpa's merged mask ([mask rows or 1, heads, Q, K]) would exceed `MASK_BLOCK_BYTES` and the bias comes
+    from a per-distance table: each layer then builds it in blocks of queries (`_sdpa_in_query_blocks`). Not under
+    autograd (each layer would keep its own blocks for the backward pass, where one shared mask is kept now) nor while
+    compiling (the key runs depend on the mask's values)."""
+    tables = context.bias_tables
+    if context.backend != "sdpa" or tables.ndim != 3 or torch.is_grad_enabled() or torch.compiler.is_compiling():
+        return False
+    rows = mask.shape[0] if isinstance(mask, torch.Tensor) else 1
+    itemsize = torch.finfo(context.dtype).bits // 8
+    return rows * tables.shape[1] * context.query_length * key_length * itemsize > MASK_BLOCK_BYTES
 
 
 @dataclass(eq=False)
@@ -250,6 +267,8 @@ class PositionContext:
     bias_tables: torch.Tensor | None = None  # [tables, heads, key_length + query_length - 1] or [.., B, Q, K]
     shared_mask: torch.Tensor | None = None  # the mask with the shared bias folded in, built once per forward
     shared_source: Any = None  # the mask `shared_mask` was built from (layers with their own mask merge their own)
+    blocked: bool = False  # sdpa gets the bias per layer in blocks of queries instead of one merged mask
+    key_spans: tuple[Any, list | None] | None = None  # (mask, its `key_runs`), computed once for the shared mask
 
     def rotate(self, query: torch.Tensor, key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.cos_sin is None:
@@ -262,15 +281,37 @@ class PositionContext:
             return query_key.chunk(2, dim=1)
         return self.encoding.rotate_stacked(query_key, *self.cos_sin)
 
-    def merged_mask(self, mask: Any, layer_idx: int, key_length: int) -> torch.Tensor:
-        table = self.bias_tables[layer_idx if self.bias_tables.shape[0] > 1 else 0]
+    def layer_table(self, layer_idx: int) -> torch.Tensor:
+        return self.bias_tables[layer_idx if self.bias_tables.shape[0] > 1 else 0]
+
+    def merged_mask(
+        self, mask: Any, layer_idx: int, key_length: int, start: int = 0, stop: int | None = None
+    ) -> torch.Tensor:
+        """The bias of queries [start, stop) (default: all) folded into `mask`."""
         return merge_bias_with_mask(
-            table, mask, self.causal, self.past_length, self.query_length, key_length, self.dtype
+            self.layer_table(layer_idx),
+            mask,
+            self.causal,
+            self.past_length,
+            self.query_length,
+            key_length,
+            self.dtype,
+            start,
+            stop,
         )
 
+    def key_runs(self, mask: Any, batch: int, key_length: int) -> list[tuple[int, int, int, int]] | None:
+        """`key_runs` of this mask, computed once per forward for the mask shared by all layers."""
+        if self.key_spans is not None and self.key_spans[0] is mask:
+            return self.key_spans[1]
+        runs = None if self.causal else key_runs(mask, batch, key_length)
+        self.key_spans = (mask, runs)
+        return runs
+
     def attention_mask(self, mask: Any, layer_idx: int, key_length: int) -> Any:
-        """The layer's mask with the bias folded in: shared across layers, or built per layer for per-layer tables."""
-        if self.bias_tables is None or self.backend.startswith("flex"):
+        """The layer's mask with the bias folded in: shared across layers, or built per layer for per-layer tables
+        (blocked: left as it is, the attention function folds the bias in block by block)."""
+        if self.bias_tables is None or self.backend.startswith("flex") or self.blocked:
             return mask
         if self.shared_mask is not None and mask is self.shared_source:
             return self.shared_mask
@@ -280,7 +321,8 @@ class PositionContext:
         """The attention function for this layer: transformers' own, or FlexAttention with a bias score_mod."""
         if self.bias_tables is not None and self.backend.startswith("flex"):
             return _flex_with_distance_bias(self, layer_idx)
-        return ALL_ATTENTION_FUNCTIONS.get_interface(self.backend, default)
+        function = ALL_ATTENTION_FUNCTIONS.get_interface(self.backend, default)
+        return _sdpa_in_query_blocks(self, layer_idx, function) if self.blocked else function
 
 
 # The keywords transformers' attention interface documents for what a layer passes on (`TransformersKwargs`); an
@@ -295,9 +337,12 @@ def attention_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in kwargs.items() if key in ATTENTION_KWARGS}
 
 
-def bias_index(query_length: int, key_length: int, device: torch.device) -> torch.Tensor:
-    """[Q, K] index into a distance table laid out as in `PositionContext.bias_tables`."""
-    q = torch.arange(query_length, device=device)[:, None]
+def bias_index(
+    query_length: int, key_length: int, device: torch.device, start: int = 0, stop: int | None = None
+) -> torch.Tensor:
+    """[Q, K] index into a distance table laid out as in `PositionContext.bias_tables` (queries [start, stop) only:
+    [stop - start, K])."""
+    q = torch.arange(start, query_length if stop is None else stop, device=device)[:, None]
     k = torch.arange(key_length, device=device)[None, :]
     return k - q + (query_length - 1)
 
@@ -310,26 +355,87 @@ def merge_bias_with_mask(
     query_length: int,
     key_length: int,
     dtype: torch.dtype,
+    start: int = 0,
+    stop: int | None = None,
 ) -> torch.Tensor:
     """Expand one [heads, D] distance table to [1, heads, Q, K] (or take a per-pair [heads, B, Q, K] table as
-    [B, heads, Q, K]) and fold it into a bool, float or missing mask."""
+    [B, heads, Q, K]) and fold it into a bool, float or missing mask. `start`, `stop`: only queries [start, stop)."""
+    stop = query_length if stop is None else stop
     if table.ndim == 4:
-        bias = table[..., :key_length].transpose(0, 1).to(dtype)
+        bias = table[..., start:stop, :key_length].transpose(0, 1).to(dtype)
     elif query_length == 1:  # one decoding step: the table is already the row of distances to every key
         bias = table[None, :, None, :key_length].to(dtype)
     else:
-        bias = table[:, bias_index(query_length, key_length, table.device)].unsqueeze(0).to(dtype)
+        bias = table[:, bias_index(query_length, key_length, table.device, start, stop)].unsqueeze(0).to(dtype)
     min_value = torch.finfo(dtype).min
     if mask is None:
         if not causal or query_length == 1:  # transformers passes no mask to a single query only when it sees every key
             return bias
-        q = torch.arange(query_length, device=bias.device)[:, None] + past_length
+        q = torch.arange(start, stop, device=bias.device)[:, None] + past_length
         k = torch.arange(key_length, device=bias.device)[None, :]
         return torch.where(k <= q, bias, min_value)
     mask = mask[..., :key_length]
+    if mask.shape[-2] > 1 and (start, stop) != (0, query_length):
+        mask = mask[..., start:stop, :]
     if mask.dtype == torch.bool:
         return torch.where(mask, bias, min_value)
     return (mask + bias).clamp(min=min_value)
+
+
+def key_runs(mask: Any, batch: int, key_length: int) -> list[tuple[int, int, int, int]] | None:
+    """A bool padding mask that depends on the key alone ([B or 1, 1, Q or 1, K], every query of a row seeing the same
+    unbroken span of keys), as runs of consecutive rows with the same span: (first row, end row, first key, end key).
+    None for any other mask. No mask: one run over every row and key."""
+    if mask is None:
+        return [(0, batch, 0, key_length)]
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.ndim != 4 or mask.shape[1] != 1:
+        return None
+    if mask.shape[2] > 1 and not torch.equal(mask, mask[:, :, :1].expand_as(mask)):  # a row depends on the query
+        return None
+    valid = mask[:, 0, 0, :key_length].expand(batch, -1).int()
+    counts, first = valid.sum(-1), valid.argmax(-1)
+    last = key_length - 1 - valid.flip(-1).argmax(-1)
+    if bool((counts == 0).any()) or bool((last - first + 1 != counts).any()):  # an empty row, or a gap in a row
+        return None
+    runs: list[tuple[int, int, int, int]] = []
+    for row, (begin, end) in enumerate(zip(first.tolist(), (last + 1).tolist(), strict=True)):
+        if runs and runs[-1][2:] == (begin, end):
+            runs[-1] = (runs[-1][0], row + 1, begin, end)
+        else:
+            runs.append((row, row + 1, begin, end))
+    return runs
+
+
+def _sdpa_in_query_blocks(context: PositionContext, layer_idx: int, function: Callable) -> Callable:
+    """`function` (sdpa) over blocks of queries, each with its own slice of the bias folded into the mask, so that no
+    merged mask larger than `MASK_BLOCK_BYTES` exists. Where the mask only pads keys (`key_runs`), each run of rows
+    attends over its own keys with the bias alone ([1, heads, block, K]): no mask has a batch dimension."""
+
+    def attention(module, query, key, value, attention_mask, **kwargs):
+        batch, heads, query_length, _ = query.shape
+        key_length = key.shape[-2]
+        runs = context.key_runs(attention_mask, batch, key_length)
+        rows = 1 if runs is not None or not isinstance(attention_mask, torch.Tensor) else attention_mask.shape[0]
+        row_bytes = rows * heads * key_length * (torch.finfo(context.dtype).bits // 8)
+        step = max(1, MASK_BLOCK_BYTES // row_bytes)
+        output = query.new_empty(batch, query_length, heads, value.shape[-1])
+        for start in range(0, query_length, step):
+            stop = min(start + step, query_length)
+            if runs is None:
+                mask = context.merged_mask(attention_mask, layer_idx, key_length, start, stop)
+                output[:, start:stop] = function(module, query[:, :, start:stop], key, value, mask, **kwargs)[0]
+                continue
+            bias = context.merged_mask(None, layer_idx, key_length, start, stop)
+            for first, end, begin, until in runs:
+                block = (
+                    query[first:end, :, start:stop],
+                    key[first:end, :, begin:until],
+                    value[first:end, :, begin:until],
+                )
+                output[first:end, start:stop] = function(module, *block, bias[..., begin:until], **kwargs)[0]
+        return output, None
+
+    return attention
 
 
 _CPU_FLEX: list[Callable] = []
