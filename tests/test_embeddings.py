@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import random
 import shutil
 import subprocess
 import sys
@@ -274,6 +275,60 @@ def test_distillation_moves_the_student_to_the_teacher(tiny_folder):
     assert summary["final_long_loss"] < 0.7 * summary["first_long_loss"]
 
 
+def test_contrastive_loss_is_infonce_of_each_query_against_the_batch_documents():
+    """Matches a hand-written InfoNCE; near zero when each query points at its own document, large when at another."""
+    from hf_posenc.embeddings.distill import contrastive_loss
+
+    documents = torch.eye(3, 4)
+    queries = documents[:, None, :].repeat(1, 2, 1)  # 2 queries per document, each equal to it
+    assert contrastive_loss(queries, documents, 0.05) < 1e-6
+    assert contrastive_loss(queries.roll(1, dims=0), documents, 0.05) > 10
+    generator = torch.Generator().manual_seed(0)
+    queries, documents = torch.randn(3, 2, 4, generator=generator), torch.randn(3, 4, generator=generator)
+    by_hand = 0.0
+    for i in range(3):
+        for j in range(2):
+            q = torch.nn.functional.normalize(queries[i, j], dim=-1)
+            scores = torch.nn.functional.normalize(documents, dim=-1) @ q / 0.1
+            by_hand += -(scores[i] - torch.logsumexp(scores, dim=0)) / 6
+    assert contrastive_loss(queries, documents, 0.1) == pytest.approx(float(by_hand), rel=1e-5)
+
+
+def test_contrastive_distillation_uses_the_teacher_s_own_sentences_and_teaches_retrieval(tiny_folder):
+    """Each long example carries the teacher's embeddings of its own sentences; training with the term leaves the
+    documents it saw easier to find by those queries than training without it (same data and seed), and the summary
+    reports it; a batch of one long document (no negatives) is refused."""
+    import dataclasses
+
+    from hf_posenc.embeddings.distill import contrastive_loss, own_sentences
+
+    teacher = load_sentence_encoder(tiny_folder)
+    sizes = {"steps": 16, "short_batch": 2, "long_batch": 4, "long_length": 200, "chunk_length": 64}
+    terms = {"contrastive_weight": 1.0, "queries_per_document": 3, "contrastive_temperature": 0.1}
+    cfg = DistillConfig(**sizes, **terms, learning_rate=1e-2).check()
+    examples = distillation_data(teacher, [data.text("austen_emma")[:60_000]], cfg)
+    assert set(examples["long"].column_names) == {"input_ids", "target", "queries"}
+    first = examples["long"][0]
+    assert torch.tensor(first["queries"]).shape == (3, teacher.model.config.hidden_size * len(teacher.pooling_modes))
+    full_stop = teacher.tokenizer(".", add_special_tokens=False)["input_ids"][-1]
+    sentences = own_sentences(first["input_ids"], full_stop, 3, random.Random(0))
+    assert all(8 <= len(s) <= 48 and s[-1] == full_stop for s in sentences)
+    assert all(any(first["input_ids"][i : i + len(s)] == s for i in range(200)) for s in sentences)
+    seen = examples["long"].select(range(8))
+    found = {}
+    for weight in (0.0, 1.0):
+        student = load_sentence_encoder(tiny_folder)
+        student.model = hf_posenc.convert(student.model, "rope", max_length=256)
+        summary = distill(student, examples, dataclasses.replace(cfg, contrastive_weight=weight))
+        assert summary["finite"] and ("final_contrastive_loss" in summary) == (weight > 0)
+        documents = embed_ids(student, seen["input_ids"], 256)
+        found[weight] = float(contrastive_loss(torch.tensor(seen["queries"]), documents, cfg.contrastive_temperature))
+    assert found[1.0] < found[0.0] - 0.1
+    with pytest.raises(ValueError, match="long_batch >= 2"):
+        DistillConfig(contrastive_weight=1.0, long_batch=1).check()
+    assert DistillConfig().data_key != cfg.data_key
+
+
 def test_distilling_only_the_new_rows_of_an_anchor_table_keeps_the_window_exact(tiny_folder):
     """trainable="new_positions": only the rows between the anchors move, so in-window texts embed exactly as the
     original does after training, whatever the rest of the table learns from the long examples."""
@@ -350,6 +405,17 @@ def run_recipe(argv: list[str]) -> None:
         ("encodings={learned: {max_positions: 300}}", "max_positions"),
         ("eval.lengths=[256,4096]", "past max_length"),
         ("train.steps=0", "steps must be positive"),
+        ("train.warmup=3", r"train: unknown key\(s\) warmup"),
+        ("encodings.anchor.train.contrastive=0.5", r"encodings.anchor.train: unknown key\(s\) contrastive"),
+        ("encodings.anchor.train.steps=0", "encodings.anchor.train: train.steps must be positive"),
+        ("encodings.rope_contrastive.train.long_batch=1", "long_batch >= 2"),
+        ("encodings={rope: {train: {trainable: new_positions}}}", "encodings.rope: trainable new_positions"),
+        ("eval.precision=fp16", "eval.precision must be one of fp32, bf16"),
+        ("eval.longembed={candidates: 4, queries: 5}", "queries must be in"),
+        ("eval.longembed.size=3", r"eval.longembed: unknown key\(s\) size"),
+        ("eval.content={candidates: 500}", "not 500"),
+        ("eval.quote_book=austen_emma", "are training books"),
+        ("data={validation_books: [austen_persuasion]}", "validation_books must be training books"),
     ],
 )
 def test_the_recipe_refuses_bad_settings_before_writing(tmp_path, override, message):
@@ -369,34 +435,216 @@ def test_the_recipe_refuses_a_model_that_is_not_a_sentence_encoder(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def recipe_module():
+    sys.path.insert(0, str(RECIPES))
+    try:
+        import extend_sentence_encoder
+    finally:
+        sys.path.remove(str(RECIPES))
+    return extend_sentence_encoder
+
+
+TINY_RUN = """
+max_length: 256
+encodings:
+  anchor:
+    {encoding: learned, max_positions: 256, method: anchor, train: {trainable: new_positions, learning_rate: 0.03}}
+  rope: {}
+train:
+  {steps: 3, short_batch: 2, long_batch: 1, long_length: 200, chunk_length: 64, learning_rate: 0.003, warmup_steps: 1}
+eval:
+  haystack_book: austen_persuasion
+  quote_book: austen_northangerabbey
+  lengths: [128, 256]
+  longembed: {candidates: 4, queries: 2}
+  content: {candidates: 4}
+  quote_passages: 8
+  precision: bf16
+"""
+
+
+def test_per_arm_train_overrides_reach_the_distillation(tiny_folder, tmp_path):
+    """Each arm trains with its own `train:` over the top-level one: the anchored arm trains only its new rows (the
+    window exact after training at ten times the learning rate) while rope moves; both read the same examples, made
+    in one teacher pass; bf16 retrieval leaves fidelity in fp32."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_RUN)
+    out = tmp_path / "out"
+    run_recipe(["--config", str(config), "--model", str(tiny_folder), "--out_dir", str(out), "--no-progress"])
+    record = json.loads((out / "results.json").read_text())
+    training, fidelity = record["training"], record["fidelity"]
+    assert training["anchor"]["config"]["trainable"] == "new_positions"
+    assert training["anchor"]["config"]["learning_rate"] == 0.03 and training["rope"]["config"]["learning_rate"] == 3e-3
+    assert training["anchor"]["overrides"] == {"trainable": "new_positions", "learning_rate": 0.03}
+    assert fidelity["anchor"]["min_cosine"] > 1 - 1e-6  # only the new rows trained: the window is exact
+    assert fidelity["rope"]["mean_cosine"] < 0.999
+    assert record["teacher_passes"] == 1 and record["precision"] == "bf16"
+    assert list(record["methods"])[:2] == ["original, truncated at 64", "original, 64-token chunks mean-pooled"]
+    assert set(record["tasks"]) == {"passkey", "needle", "content"}
+
+
+def test_arms_with_the_same_data_key_share_one_teacher_pass(monkeypatch):
+    import dataclasses
+
+    module = recipe_module()
+    calls = []
+    monkeypatch.setattr(module, "distillation_data", lambda teacher, texts, cfg, progress: calls.append(cfg) or {})
+    examples = module.DistillationData(None, ["text"], progress=False)
+    plain = DistillConfig(long_batch=2)
+    anchor = dataclasses.replace(plain, trainable="new_positions", learning_rate=1e-3)  # same examples
+    contrastive = dataclasses.replace(plain, contrastive_weight=0.5)
+    stronger = dataclasses.replace(contrastive, contrastive_weight=1.0, contrastive_temperature=0.1)  # same queries
+    assert examples(plain) is examples(anchor)
+    assert examples(contrastive) is examples(stronger) and examples(contrastive) is not examples(plain)
+    assert calls == [plain, contrastive] and len(examples.built) == 2
+
+
+def test_the_recipe_names_tasks_that_cannot_collide_and_describes_them():
+    """LongEmbed's passkey and needle keep their names, content is 'content', the shared-haystack tasks (only with
+    eval.candidates) are *_shared; each task states its candidates, queries and depth spread."""
+    module = recipe_module()
+    tokenizer = AutoTokenizer.from_pretrained(MINILM)
+    ev = {"haystack_book": "austen_persuasion", "quote_book": "austen_northangerabbey", "depths": [0.2, 0.8],
+          "candidates": 3, "longembed": {"candidates": 5, "queries": 2}, "content": {"candidates": 4}}  # fmt: skip
+    books = ["austen_persuasion", "austen_northangerabbey"]
+    groups = module.retrieval_groups(tokenizer, ev, books, [256, 512], seed=0)
+    tasks = module.describe_tasks(groups, ev, books)
+    assert list(tasks) == ["passkey", "needle", "content", "passkey_shared", "needle_shared"]
+    assert tasks["passkey"]["lengths"]["512"]["candidates"] == 5 and tasks["passkey"]["lengths"]["512"]["queries"] == 2
+    assert tasks["content"]["lengths"]["256"] == {**tasks["content"]["lengths"]["256"], "candidates": 4, "queries": 4}
+    shared = tasks["needle_shared"]["lengths"]["256"]
+    assert shared["queries"] == 6 and shared["depths"] == {"min": 0.2, "median": 0.5, "max": 0.8}
+    assert tasks["needle_shared"]["books"] == ["austen_persuasion"] and tasks["content"]["books"] == books
+    del ev["candidates"]
+    assert {g.task for g in module.retrieval_groups(tokenizer, ev, books, [256], seed=0)} == set(list(tasks)[:3])
+
+
+def test_the_validation_setting_holds_training_books_out_and_evaluates_on_them():
+    from hf_posenc.training.config import load_settings
+
+    module = recipe_module()
+    settings = load_settings(RECIPES / "configs" / "long_embeddings_validation.yaml")
+    train, evaluated = module.split_books(settings)
+    held = settings["data"]["validation_books"]
+    assert held and set(evaluated) == set(held) and not set(held) & set(train)
+    assert not set(data.HELD_OUT) & set(evaluated)  # the held-out books are not read
+    assert set(train) == set(data.default_split()["train"]) - set(held)
+    default = load_settings(RECIPES / "configs" / "long_embeddings_default.yaml")
+    assert settings["train"] == default["train"]  # what is chosen here is what the default trains with
+    assert all(spec == default["encodings"][name] for name, spec in settings["encodings"].items())
+    configs = module.train_configs(settings)
+    assert configs["anchor_contrastive"].trainable == "new_positions" and configs["rope_contrastive"].contrastive_weight
+    assert len({cfg.data_key for cfg in configs.values()}) == 1  # one teacher pass
+    assert max(settings["eval"]["lengths"]) <= 2048 and set(module.split_books(default)[1]) == set(data.HELD_OUT)
+
+
+def hand_made_record(cosines: dict[str, tuple[float, float]], content: dict[str, tuple[float, float]]) -> dict:
+    """A record of the current shape: three baselines and the arms of `cosines` ((mean, min) to the original),
+    content top-1 at 2,048 and 4,096 from `content`, passkey and needle at 1,024-4,096 at 0.9, quote 0.6 for all."""
+    chunk = "original, 256-token chunks mean-pooled"
+    labels = ["original, truncated at 256", "original, truncated at 512", chunk, *cosines]
+    methods = {}
+    for label in labels:
+        acc = {"content": dict(zip(("2048", "4096"), content.get(label, (0.1, 0.1))))}
+        for task in ("passkey", "needle"):
+            acc[task] = {n: 0.6 if label == chunk else 0.9 for n in ("1024", "2048", "4096")}
+        groups = [{"task": t, "length": int(n), "depth": None, "accuracy": a, "ndcg_at_10": min(1.0, a + 0.05),
+                   "ranks": [], "candidates": 48} for t, cells in acc.items() for n, a in cells.items()]  # fmt: skip
+        strategy = "chunk_mean" if label == chunk else "truncate"
+        methods[label] = {"label": label, "strategy": strategy, "length": 256, "groups": groups,
+                          "summary": {**acc, "quote": {"0": 0.6}}}  # fmt: skip
+    cell = {"candidates": 48, "queries": 48, "depths": {"min": 0.0, "median": 0.5, "max": 1.0}}
+    tasks = {task: {"books": list(data.HELD_OUT), "lengths": {n: cell for n in methods[chunk]["summary"][task]}}
+             for task in ("passkey", "needle", "content")}  # fmt: skip
+    losses = {"first_short_loss": 0.1, "final_short_loss": 0.01, "first_long_loss": 0.2, "final_long_loss": 0.02}
+    training = {name: {"steps": 4, "tokens": 1000, "seconds": 60.0, **losses, "overrides": {}} for name in cosines}
+    return {
+        "settings": {"max_length": 4096, "encodings": {name: {} for name in cosines}, "train": {},
+                     "eval": {"quote_book": "austen_northangerabbey", "quote_passages": 128}},  # fmt: skip
+        "model": "all-MiniLM-L6-v2", "date": "2026-01-01 00:00 UTC", "wall_seconds": 600.0, "finished": True,
+        "window": 256, "books": {"train": ["austen_emma"], "eval": list(data.HELD_OUT)}, "tasks": tasks,
+        "methods": methods, "training": training,
+        "fidelity": {name: {"mean_cosine": a, "min_cosine": b, "passages": 128} for name, (a, b) in cosines.items()},
+    }  # fmt: skip
+
+
+def test_the_report_checks_the_targets_and_recommends_an_arm(tmp_path):
+    """The targets as yes/no rules with their numbers; the recommendation: the window keeper with the best content
+    score, else of the arms ahead of chunk-and-mean-pool the one with the highest cosine, else the best content."""
+    from hf_posenc.embeddings import report
+    from hf_posenc.embeddings import targets as rules
+
+    chunk = (0.40, 0.30)
+    record = hand_made_record(
+        {"anchor": (1.0, 1.0), "anchor_contrastive": (0.995, 0.98), "rope": (0.95, 0.80), "alibi": (0.96, 0.9)},
+        {"original, 256-token chunks mean-pooled": chunk, "anchor": (0.45, 0.35), "anchor_contrastive": (0.55, 0.41),
+         "rope": (0.90, 0.85), "alibi": (0.20, 0.10)},
+    )  # fmt: skip
+    checks = {c.target: c for c in rules.issue24_checks(record, "anchor")}
+    assert checks["in-window mean cosine >= 0.99"].met and checks["passkey at 1,024 >= E5-Base-4k's"].met is False
+    assert checks["needle at 4,096 >= E5-Base-4k's"].met and checks["needle at 2,048 >= E5-Base-4k's"].numbers == (
+        "90.0% against 52.0%"
+    )
+    assert checks["passkey at 4,096 >= chunk-and-mean-pool + 10 points"].met  # 0.9 against 0.6
+    content = {c.target: c.met for c in rules.issue26_checks(record, "anchor_contrastive")}
+    assert content == {"content at 2,048 >= chunk-and-mean-pool + 10 points": True,
+                       "content at 4,096 >= chunk-and-mean-pool + 10 points": True,
+                       "in-window mean cosine >= 0.99": True}  # fmt: skip
+    assert not rules.met(rules.issue26_checks(record, "anchor"))  # 0.35 is 5 points over chunk-mean at 4,096
+    assert {p["name"]: p["pareto"] for p in rules.tradeoff(record)} == {
+        "anchor": True, "anchor_contrastive": True, "rope": True, "alibi": False}  # fmt: skip
+    name, why = rules.recommend(record)
+    assert name == "anchor_contrastive" and why.startswith("it meets the in-window targets")
+
+    record["fidelity"]["anchor"]["min_cosine"] = record["fidelity"]["anchor_contrastive"]["min_cosine"] = 0.9
+    name, why = rules.recommend(record)  # no keeper: of the arms ahead of chunk-mean, the highest cosine
+    assert name == "anchor" and why.startswith("best trade-off") and "45.0%" not in why and "40.0%" in why
+    for arm in ("anchor", "anchor_contrastive", "rope"):
+        record["methods"][arm]["summary"]["content"] = {"2048": 0.3, "4096": 0.2}
+    assert rules.recommend(record) == ("anchor", rules.recommend(record)[1])  # none ahead: the best content
+    assert "none beats chunk-and-mean-pool" in rules.recommend(record)[1]
+
+    report.write_report(record, tmp_path)
+    text = (tmp_path / "results.md").read_text()
+    assert "nDCG@10" in text and "## Trade-off" in text and "Deploy **anchor**" in text and "E5-Base-4k" in text
+    assert (tmp_path / "results_tradeoff.png").stat().st_size > 0 and (tmp_path / "results.png").stat().st_size > 0
+    # the README renderers of the committed run hand a record of this shape to the new ones
+    assert report.readme_objective(record) == report.readme_training(record)
+    assert report.readme_findings(record).startswith("- Deploy **anchor**")
+    assert "| anchor |" in report.readme_evaluation(record) and "anchor (learned" not in report.results_readme(record)
+
+
 def test_quick_setting_end_to_end(tmp_path):
-    """The CI setting: MiniLM converted to learned (copied table) and rope, distilled, saved, reloaded, evaluated."""
+    """The CI setting: MiniLM converted to an anchored table (only its new rows trained) and a contrastive rope arm,
+    distilled, saved, reloaded, evaluated on LongEmbed-style passkey and needle and on content retrieval."""
     out = tmp_path / "report"
     run_recipe(["--setting", "quick", "--out_dir", str(out), "--models_dir", str(tmp_path / "models"), "--no-progress"])
     record = json.loads((out / "results.json").read_text())
     assert record["finished"] and (out / "results.png").stat().st_size > 0
+    assert (out / "results_tradeoff.png").stat().st_size > 0
     labels = list(record["methods"])
     assert labels == [
         "original, truncated at 256",
         "original, truncated at 512",
         "original, 256-token chunks mean-pooled",
-        "learned",
-        "rope",
+        "anchor",
+        "rope_contrastive",
     ]
-    summary = {label: record["methods"][label]["summary"] for label in labels}
     for label in labels:
-        assert set(summary[label]) == {"passkey", "needle", "quote"}
-        assert set(summary[label]["passkey"]) == {"256", "1024"}
-    # a needle at depth 0.8 of 1,024 tokens is past 256: truncation loses it, chunk-and-mean-pool keeps it
-    for task in ("passkey", "needle"):
-        assert (
-            summary["original, truncated at 256"][task]["1024"]
-            < summary["original, 256-token chunks mean-pooled"][task]["1024"]
-        )
-    # the copied table keeps the window's embeddings closer to the original's than a fresh rope does
-    assert record["fidelity"]["learned"]["mean_cosine"] > record["fidelity"]["rope"]["mean_cosine"]
-    for name in ("learned", "rope"):
+        summary = record["methods"][label]["summary"]
+        assert set(summary) == {"passkey", "needle", "content", "quote"}
+        assert set(summary["content"]) == {"256", "768"}
+        rows = record["methods"][label]["groups"]
+        assert all(0 <= row["ndcg_at_10"] <= 1 and row["candidates"] == 4 for row in rows if row["task"] != "quote")
+    assert record["tasks"]["passkey"]["lengths"]["768"]["queries"] == 2
+    assert record["books"]["eval"] == list(data.HELD_OUT)
+    # the anchored table with only its new rows trained keeps the window exactly; the contrastive rope arm moves
+    assert record["fidelity"]["anchor"]["min_cosine"] > 1 - 1e-6
+    assert record["fidelity"]["rope_contrastive"]["mean_cosine"] < 0.999
+    assert "final_contrastive_loss" in record["training"]["rope_contrastive"] and record["teacher_passes"] == 2
+    for name in ("anchor", "rope_contrastive"):
         saved = tmp_path / "models" / name
         assert json.loads((saved / "sentence_bert_config.json").read_text())["max_seq_length"] == 1024
     markdown = (out / "results.md").read_text()
-    assert "## Targets" in markdown and "| learned |" in markdown
+    assert "## Targets" in markdown and "| anchor |" in markdown and "nDCG@10" in markdown
+    assert "## Recommendation" in markdown and "chance (top-1)" in markdown

@@ -7,6 +7,13 @@ Two kinds of training examples, cut from the training books:
   `chunk_length`), the best a windowed model does on a long text, now produced in one pass with full attention.
 
 Each optimizer step takes one batch of each; the loss is 1 - cosine to the target, short plus `long_weight` x long.
+
+With `contrastive_weight` > 0, a contrastive term teaches what a long document is about rather than to copy
+chunking (after the inverse cloze task and E5's training, though here the query sentence stays in its document, so
+word overlap helps): each long example also carries `queries_per_document` of its own sentences taken from random
+depths, embedded by the teacher (so queries stay in the original's space, where an existing index's queries are),
+and every query must find its own document among the batch's long documents (InfoNCE at `contrastive_temperature`,
+the other documents of the batch as negatives).
 Dropout stays off, as in the teacher that made the targets.
 The teacher's targets are computed once, before any encoding trains, so every encoding sees the same examples.
 """
@@ -47,6 +54,9 @@ class DistillConfig:
     seed: int = 0
     cpu: bool = False
     trainable: str = "all"  # or "new_positions": only a `learned` table's rows that are not the pretrained ones
+    contrastive_weight: float = 0.0  # weight of the query-to-document InfoNCE term on the long batch (0: off)
+    contrastive_temperature: float = 0.05
+    queries_per_document: int = 4  # sentences of each long example used as its queries
 
     def check(self) -> DistillConfig:
         if self.trainable not in TRAINABLE:
@@ -58,7 +68,23 @@ class DistillConfig:
             raise ValueError(f"train.min_short_tokens ({self.min_short_tokens}) must fit in chunk_length - 2.")
         if self.learning_rate <= 0:
             raise ValueError(f"train.learning_rate must be positive, got {self.learning_rate}.")
+        if self.contrastive_weight < 0:
+            raise ValueError(f"train.contrastive_weight must be >= 0, got {self.contrastive_weight}.")
+        if self.contrastive_weight > 0:
+            if self.long_batch < 2:
+                raise ValueError("train.contrastive_weight needs train.long_batch >= 2: a query's negatives are the "
+                                 f"other long documents of its batch (long_batch is {self.long_batch}).")  # fmt: skip
+            if self.contrastive_temperature <= 0 or self.queries_per_document < 1:
+                raise ValueError("train.contrastive_temperature must be positive and train.queries_per_document at "
+                                 "least 1.")  # fmt: skip
         return self
+
+    @property
+    def data_key(self) -> tuple:
+        """What `distillation_data` reads: configs with the same key share their examples."""
+        queries = self.queries_per_document if self.contrastive_weight > 0 else 0
+        return (self.steps, self.short_batch, self.long_batch, self.long_length, self.chunk_length,
+                self.min_short_tokens, self.seed, queries)  # fmt: skip
 
 
 def distillation_data(teacher: SentenceEncoder, texts: list[str], cfg: DistillConfig, progress: bool = False) -> dict:
@@ -84,10 +110,41 @@ def distillation_data(teacher: SentenceEncoder, texts: list[str], cfg: DistillCo
     long = [span(long_room) for _ in range(cfg.steps * cfg.long_batch)]
     short_targets = embed_ids(teacher, short, cfg.chunk_length, progress=progress, desc="teacher: short")
     long_targets = chunk_mean(teacher, long, cfg.chunk_length, progress=progress, desc="teacher: long")
+    long_columns = {"input_ids": long, "target": long_targets.tolist()}
+    if cfg.contrastive_weight > 0:
+        full_stop = tokenizer(".", add_special_tokens=False)["input_ids"][-1]
+        count = cfg.queries_per_document
+        sentences = [s for ids in long for s in own_sentences(ids, full_stop, count, rng)]
+        embedded = embed_ids(teacher, sentences, cfg.chunk_length, progress=progress, desc="teacher: queries")
+        long_columns["queries"] = embedded.view(len(long), count, -1).tolist()
     return {
         "short": Dataset.from_dict({"input_ids": short, "target": short_targets.tolist()}),
-        "long": Dataset.from_dict({"input_ids": long, "target": long_targets.tolist()}),
+        "long": Dataset.from_dict(long_columns),
     }
+
+
+def own_sentences(ids: list[int], full_stop: int, count: int, rng: random.Random) -> list[list[int]]:
+    """`count` sentences of `ids` (8 to 48 tokens between full stops) at random depths, distinct where it holds
+    enough; where it holds none, 32-token spans at random places."""
+    stops = [0, *(i + 1 for i, token in enumerate(ids) if token == full_stop)]
+    sentences = [(a, b) for a, b in zip(stops, stops[1:]) if 8 <= b - a <= 48]
+    if not sentences:
+        starts = [rng.randrange(0, max(len(ids) - 32, 1)) for _ in range(count)]
+        return [ids[a : a + 32] for a in starts]
+    picks = rng.sample(sentences, count) if len(sentences) >= count else rng.choices(sentences, k=count)
+    return [ids[a:b] for a, b in picks]
+
+
+def contrastive_loss(queries: torch.Tensor, documents: torch.Tensor, temperature: float) -> torch.Tensor:
+    """InfoNCE of each document's queries (B x Q x D) against the documents (B x D): query j of document i must rank
+    document i first among the B documents by cosine / `temperature`."""
+    batch, per_document, _ = queries.shape
+    scores = (
+        torch.nn.functional.normalize(queries.flatten(0, 1), dim=-1)
+        @ torch.nn.functional.normalize(documents, dim=-1).T
+    )
+    labels = torch.arange(batch, device=documents.device).repeat_interleave(per_document)
+    return torch.nn.functional.cross_entropy(scores / temperature, labels)
 
 
 def collate(tokenizer: Any):
@@ -100,7 +157,10 @@ def collate(tokenizer: Any):
         mask = torch.zeros((len(rows), longest), dtype=torch.long)
         for i, row in enumerate(inputs):
             ids[i, : len(row)], mask[i, : len(row)] = torch.tensor(row), 1
-        return {"input_ids": ids, "attention_mask": mask, "target": torch.tensor([row["target"] for row in rows])}
+        batch = {"input_ids": ids, "attention_mask": mask, "target": torch.tensor([row["target"] for row in rows])}
+        if "queries" in rows[0]:
+            batch["queries"] = torch.tensor([row["queries"] for row in rows])
+        return batch
 
     return run
 
@@ -175,12 +235,16 @@ def distill(
             except StopIteration:
                 iterators[kind] = iter(loader)
                 batch = next(iterators[kind])
-            target = batch.pop("target")
+            target, queries = batch.pop("target"), batch.pop("queries", None)
             hidden = model(**batch).last_hidden_state
             embedding = student.pool(hidden, batch["attention_mask"])
             losses[kind] = (1 - torch.nn.functional.cosine_similarity(embedding, target, dim=-1)).mean()
+            if queries is not None and cfg.contrastive_weight > 0:
+                losses["contrastive"] = contrastive_loss(queries, embedding, cfg.contrastive_temperature)
             tokens += int(batch["attention_mask"].sum()) * processes
         loss = losses["short"] + cfg.long_weight * losses["long"]
+        if "contrastive" in losses:
+            loss = loss + cfg.contrastive_weight * losses["contrastive"]
         accelerator.backward(loss)
         optimizer.step()
         scheduler.step()
@@ -197,7 +261,12 @@ def distill(
         handle.remove()
     seconds = time.perf_counter() - started
     tail = log[-max(1, cfg.log_every) :]
+    contrastive = {}
+    if "contrastive_loss" in log[0]:
+        contrastive = {"first_contrastive_loss": log[0]["contrastive_loss"],
+                       "final_contrastive_loss": sum(r["contrastive_loss"] for r in tail) / len(tail)}  # fmt: skip
     return {
+        **contrastive,
         "steps": cfg.steps,
         "tokens": tokens,
         "seconds": seconds,
@@ -206,5 +275,5 @@ def distill(
         "first_short_loss": log[0]["short_loss"],
         "first_long_loss": log[0]["long_loss"],
         "tokens_per_second": tokens / max(seconds, 1e-9),
-        "finite": all(math.isfinite(r["short_loss"]) and math.isfinite(r["long_loss"]) for r in log),
+        "finite": all(math.isfinite(value) for r in log for key, value in r.items() if key.endswith("_loss")),
     }

@@ -1,17 +1,38 @@
-"""The long-embeddings report: results.json, results.md (tables and the targets) and results.png, and the README's
-text on the run (`readme_*` and `results_readme`, written into the READMEs by tools/update_readme.py)."""
+"""The long-embeddings report: results.json, results.md (top-1 and nDCG@10 per task and length, the targets of
+issues 24 and 26, the trade-off and the recommended arm), results.png and results_tradeoff.png, and the README's
+text on the run, written into the READMEs by tools/update_readme.py.
+
+Two record shapes: a run of the current recipe has `tasks` (LongEmbed-difficulty passkey and needle, content
+retrieval) and is rendered by `readme_training`, `readme_results`, `readme_verdict` and `results_run`; the committed
+run before them (8-candidate tasks sharing one haystack) by the original `readme_objective`, `readme_evaluation`,
+`readme_findings` and `results_readme`, which hand a record of the current shape to the new renderers.
+"""
 
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
 from ..data import TITLES
 from ..evaluation.wording import and_join, span
+from . import targets as rules
 
+# the committed run's tasks and targets (its README renderers below); the current ones are in targets.py
 TASKS = ("passkey", "needle")
 FIDELITY_TARGET, QUOTE_MARGIN, BEAT_TRUNCATION, LONG_LENGTHS = 0.97, 0.02, 0.20, (1024, 2048)
+ABOUT = {
+    "passkey": "each candidate is its own stretch of the books with a made-up person's pass key at its own depth; "
+    "the query asks for that person's key (LongEmbed's passkey task)",
+    "needle": "each candidate is its own stretch of the books with a fact about a made-up place at its own depth; "
+    "the query asks about it (LongEmbed's needle task)",
+    "content": "distinct, non-overlapping documents; each is queried by one of its own sentences; nothing is planted",
+    "passkey_shared": "the candidates share one haystack and differ only in the pass key (the earlier tasks)",
+    "needle_shared": "the candidates share one haystack and differ only in the fact (the earlier tasks)",
+}
+README_LENGTHS = 3  # the README table shows each task at its longest three lengths
+TRADEOFF_PNG = "results_tradeoff.png"
 
 
 def write_report(record: dict[str, Any], out_dir: Path) -> None:
@@ -20,6 +41,395 @@ def write_report(record: dict[str, Any], out_dir: Path) -> None:
     (out_dir / "results.md").write_text("\n".join(markdown(record)) + "\n")
     if record["methods"]:
         plot(record, out_dir / "results.png")
+    if any(point["score"] is not None for point in rules.tradeoff(record)):
+        plot_tradeoff(record, out_dir / TRADEOFF_PNG)
+
+
+def retrieval_tasks(record: dict[str, Any]) -> list[str]:
+    return list(record.get("tasks", {}))
+
+
+def _ndcg_cell(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def metric_rows(record: dict[str, Any], task: str, metric: str) -> list[str]:
+    """A table of `metric` ("top-1" or "nDCG@10") for every method (baselines first) at every length of `task`."""
+    lengths = rules.task_lengths(record, task)
+    lines = ["| method | " + " | ".join(f"{n:,} tokens" for n in lengths) + " |", "|---" * (len(lengths) + 1) + "|"]
+    for label in record["methods"]:
+        if metric == "top-1":
+            cells = [_pct(rules.top1(record, label, task, n)) for n in lengths]
+        else:
+            cells = [_ndcg_cell(rules.ndcg(record, label, task, n)) for n in lengths]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _cells(task: dict[str, Any], key: str) -> list[Any]:
+    return [cell[key] for cell in task["lengths"].values()]
+
+
+def _count(values: list[int]) -> str:
+    return span(values, lambda n: f"{n:,.0f}")
+
+
+def task_rows(record: dict[str, Any]) -> list[str]:
+    """Per task: books, lengths, candidates, queries, chance and the depths of what the queries ask for."""
+    lines = [
+        "| task | books | lengths | candidates | queries per length | chance (top-1) | depth of what is asked for |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, task in record["tasks"].items():
+        candidates, lengths = _cells(task, "candidates"), [int(n) for n in task["lengths"]]
+        depths = _cells(task, "depths")
+        low, high = min(d["min"] for d in depths), max(d["max"] for d in depths)
+        median = statistics.median(d["median"] for d in depths)
+        chance = span((100 / n for n in candidates), lambda v: f"{v:.1f}%")
+        lines.append(
+            f"| {name} | {', '.join(f'*{TITLES[b]}*' for b in task['books'])} | {_count(lengths)} | "
+            f"{_count(candidates)} | {_count(_cells(task, 'queries'))} | {chance} | "
+            f"{low:.2f}-{high:.2f} of the document (median {median:.2f}) |"
+        )
+    return lines
+
+
+def window_rows(record: dict[str, Any]) -> list[str]:
+    truncated, _ = rules.baselines(record)
+    lines = ["| model | mean cosine | min cosine | in-window retrieval |", "|---|---|---|---|"]
+    if truncated and rules.quote(record, truncated[0]) is not None:
+        lines.append(f"| original | 1 | 1 | {_pct(rules.quote(record, truncated[0]))} |")
+    for name in rules.converted(record):
+        fid = record["fidelity"].get(name, {})
+        lines.append(
+            f"| {name} | {fid.get('mean_cosine', float('nan')):.4f} | {fid.get('min_cosine', float('nan')):.4f} | "
+            f"{_pct(rules.quote(record, name))} |"
+        )
+    return lines
+
+
+def _encoding(record: dict[str, Any], name: str) -> str:
+    spec = {k: v for k, v in (record["settings"]["encodings"].get(name) or {}).items() if k != "train"}
+    encoding = spec.pop("encoding", name)
+    return ", ".join([encoding, *(f"{k} {v}" for k, v in spec.items())])
+
+
+def _overrides(summary: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in (summary.get("overrides") or {}).items()) or "-"
+
+
+def training_rows(record: dict[str, Any]) -> list[str]:
+    lines = [
+        "| arm | encoding | train overrides | steps | tokens | minutes | short loss | long loss | contrastive loss |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, t in record["training"].items():
+        contrastive = "-"
+        if "first_contrastive_loss" in t:
+            contrastive = f"{t['first_contrastive_loss']:.3f} → {t['final_contrastive_loss']:.3f}"
+        lines.append(
+            f"| {name} | {_encoding(record, name)} | {_overrides(t)} | {t['steps']} | {t['tokens']:,} | "
+            f"{t['seconds'] / 60:.1f} | {_loss(t['first_short_loss'])} → {_loss(t['final_short_loss'])} | "
+            f"{_loss(t['first_long_loss'])} → {_loss(t['final_long_loss'])} | {contrastive} |"
+        )
+    return lines
+
+
+def _loss(value: float) -> str:
+    return f"{max(value, 0.0):.4f}"  # 1 - cosine is >= 0; float rounding can put an exact match a hair below
+
+
+def target_lines(record: dict[str, Any]) -> list[str]:
+    """Each converted arm against the targets of issues 24 and 26, a yes/no per target with the numbers."""
+    truncated, chunked = rules.baselines(record)
+    if not truncated or chunked is None or not rules.converted(record):
+        return ["(the targets are checked once the baselines and a converted model are measured)"]
+    lines = [f"E5-Base-4k's numbers: {rules.E5_SOURCE}.", ""]
+    for name in rules.converted(record):
+        for issue, checks in ((24, rules.issue24_checks(record, name)), (26, rules.issue26_checks(record, name))):
+            verdict = "met" if rules.met(checks) else "not met"
+            lines.append(f"- {name}, issue {issue}: **{verdict}**")
+            lines += [f"  - {check.line()}" for check in checks]
+    return lines
+
+
+def tradeoff_rows(record: dict[str, Any]) -> list[str]:
+    """In-window mean cosine against content top-1 at the two longest lengths: the converted arms, then the
+    baselines (cosine 1: they are the original)."""
+    lengths = rules.long_lengths(record)
+    lines = [
+        "| model | in-window mean cosine | "
+        + " | ".join(f"content top-1 at {n:,}" for n in lengths)
+        + " | mean | on the front |",
+        "|---" * (len(lengths) + 4) + "|",
+    ]
+    for point in rules.tradeoff(record):
+        cosine = "n/a" if point["cosine"] is None else f"{point['cosine']:.4f}"
+        cells = [_pct(point["content"][n]) for n in lengths]
+        front = "yes" if point["pareto"] else "no"
+        lines.append(f"| {point['name']} | {cosine} | " + " | ".join(cells) + f" | {_pct(point['score'])} | {front} |")
+    truncated, chunked = rules.baselines(record)
+    for label in [*truncated, *([chunked] if chunked else [])]:
+        cells = [_pct(rules.top1(record, label, rules.CONTENT, n)) for n in lengths]
+        lines.append(f"| {label} | 1 | " + " | ".join(cells) + f" | {_pct(rules.content_score(record, label))} | - |")
+    return lines
+
+
+def markdown(record: dict[str, Any]) -> list[str]:
+    settings = record["settings"]
+    books = record.get("books", {})
+    held = all(book in _held_out() for book in books.get("eval", []))
+    lines = [
+        f"# Long-document embeddings: {record['model']}",
+        "",
+        f"Generated by `python recipes/extend_sentence_encoder.py` ({record['date']}, "
+        f"{record.get('wall_seconds', 0) / 60:.1f} min{'' if record.get('finished') else ', unfinished'}).",
+        f"Window of the original: {record.get('window')} tokens; converted models read {settings['max_length']:,}.",
+        f"Evaluated on {_titles(books.get('eval', []))} ("
+        + ("held out: never trained on" if held else "validation books: held out of this run's distillation")
+        + f"); trained on {_titles(books.get('train', []))}.",
+    ]
+    if record.get("precision") == "bf16":
+        lines.append("Retrieval embeddings in bf16 autocast, for every method alike; fidelity in fp32.")
+    lines += ["", "## Tasks", "", *task_rows(record), ""]
+    lines += [f"- {task}: {ABOUT.get(task, task)}." for task in retrieval_tasks(record)]
+    lines += [
+        "",
+        "Top-1: the share of queries whose own document ranks first (chance: 1 / candidates). nDCG@10 (LongEmbed's "
+        "metric, here x 100): 1 / log2(rank + 1) of the own document within the top 10, else 0.",
+        "",
+    ]
+    for task in retrieval_tasks(record):
+        lines += [f"## {task}", "", "Top-1 accuracy:", "", *metric_rows(record, task, "top-1"), ""]
+        lines += ["nDCG@10:", "", *metric_rows(record, task, "nDCG@10"), ""]
+    quote_book = TITLES.get(settings["eval"]["quote_book"], settings["eval"]["quote_book"])
+    lines += [
+        "## Inside the window",
+        "",
+        f"Fidelity: cosine between the original's and the converted model's embeddings of "
+        f"{settings['eval']['quote_passages']} passages of *{quote_book}* (at most {record.get('window')} tokens). "
+        "Retrieval: each query is one sentence of a passage, to be found among all the passages.",
+        "",
+        *window_rows(record),
+        "",
+        "## Training (distillation from the original)",
+        "",
+        *training_rows(record),
+        "",
+        f"Teacher passes: {record.get('teacher_passes', 'n/a')} (arms that read the same examples share one).",
+        "",
+        "## Targets",
+        "",
+        *target_lines(record),
+        "",
+        "## Trade-off: keeping the window against reading long documents",
+        "",
+        *tradeoff_rows(record),
+        "",
+        f"![in-window cosine against content retrieval]({TRADEOFF_PNG})",
+        "",
+        "## Recommendation",
+        "",
+        recommendation_line(record),
+        "",
+        "![accuracy against length](results.png)",
+    ]
+    return lines
+
+
+def recommendation_line(record: dict[str, Any]) -> str:
+    name, why = rules.recommend(record)
+    return f"(none yet: {why})" if name is None else f"Deploy **{name}** (`models/{name}`): {why}."
+
+
+def _held_out() -> tuple[str, ...]:
+    from ..data import HELD_OUT
+
+    return HELD_OUT
+
+
+def _titles(books: list[str]) -> str:
+    return and_join(f"*{TITLES.get(b, b)}*" for b in books) if books else "n/a"
+
+
+# The README's text on a run of the current recipe: markdown with one line per paragraph or list item.
+
+
+def readme_training(record: dict[str, Any]) -> str:
+    """The training: the objective, the contrastive term, and each arm's encoding and overrides."""
+    from .distill import DistillConfig
+
+    cfg = DistillConfig(**record["settings"]["train"])
+    return "\n".join(
+        [
+            "**The training.** Each arm is distilled from the original on the training books "
+            f"({_titles(record['books']['train'])}). Each optimizer step takes short spans "
+            f"({cfg.min_short_tokens}-{cfg.chunk_length - 2} tokens, target: the original's own embedding, which "
+            "keeps the window) and long spans (target: the original's chunk-and-mean-pool embedding, learned in one "
+            "pass). A contrastive arm adds an InfoNCE term: each long span's own sentences, embedded by the "
+            "original, must find it among the batch's long spans. Top-level settings: "
+            f"{cfg.steps} steps, {cfg.long_batch} x {cfg.long_length:,}-token long spans, learning rate "
+            f"{cfg.learning_rate:g}; each arm's overrides below.",
+            "",
+            *training_rows(record),
+        ]
+    )
+
+
+def readme_results(record: dict[str, Any]) -> str:
+    """The tasks and one table of every method at the long lengths: top-1 / nDCG@10, cosine and quote retrieval."""
+    tasks = [task for task in ("passkey", "needle", "content") if task in record["tasks"]]
+    columns = [(task, n) for task in tasks for n in rules.task_lengths(record, task)[-README_LENGTHS:]]
+    lines = [
+        f"**The evaluation** reads {_titles(record['books']['eval'])}, never trained on. Every row is measured side "
+        "by side in one run ([results/long_embeddings/results.md](results/long_embeddings/results.md), "
+        f"{record['wall_seconds'] / 60:.0f} min, {record['date'][:10]}):",
+        "",
+        *task_rows(record),
+        "",
+        "Cells: top-1 % / nDCG@10 (x 100)"
+        + (", retrieval embeddings in bf16 autocast." if record.get("precision") == "bf16" else "."),
+        "",
+        "| | " + " | ".join(f"{task} {n:,}" for task, n in columns) + " | cosine (window) | quote (window) |",
+        "| --- " * (len(columns) + 3) + "|",
+    ]
+    converted = rules.converted(record)
+    for label in record["methods"]:
+        cells = [_both(record, label, task, n) for task, n in columns]
+        cosine = record["fidelity"].get(label, {}).get("mean_cosine") if label in converted else 1.0
+        cells += [
+            "n/a" if cosine is None else "1" if cosine == 1 else f"{cosine:.3f}",
+            _pct(rules.quote(record, label)),
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _both(record: dict[str, Any], label: str, task: str, length: int) -> str:
+    """'98 / 99.1': top-1 % and nDCG@10 x 100."""
+    return f"{_pct(rules.top1(record, label, task, length)).removesuffix('%')} / " + _ndcg_cell(
+        rules.ndcg(record, label, task, length)
+    )
+
+
+def readme_verdict(record: dict[str, Any]) -> str:
+    """Which arm to deploy (the rule of `targets.recommend`), its targets as yes/no, and the trade-off table."""
+    name, why = rules.recommend(record)
+    if name is None:
+        return f"- No arm to recommend yet: {why}."
+    items = [f"Deploy **{name}** (`models/{name}` of the run): {why}."]
+    for issue, checks in ((24, rules.issue24_checks(record, name)), (26, rules.issue26_checks(record, name))):
+        missed = [check for check in checks if not check.met]
+        state = "meets every target" if not missed else f"misses {len(missed)} of {len(checks)} targets"
+        items.append(f"Against issue {issue}, {name} {state}: " + "; ".join(c.line() for c in checks) + ".")
+    others = [p["name"] for p in rules.tradeoff(record) if p["name"] != name and rules.keeps_window(record, p["name"])]
+    if others:
+        items.append(f"{and_join(others)} also {'keeps' if len(others) == 1 else 'keep'} the window.")
+    lines = [f"- {item}" for item in items]
+    return "\n".join([*lines, "", *tradeoff_rows(record)])
+
+
+def results_run(record: dict[str, Any]) -> str:
+    """results/README.md's description of a committed run of the current recipe."""
+    truncated, chunked = rules.baselines(record)
+    measured = [label.removeprefix("original, ") for label in [*truncated, *([chunked] if chunked else [])]]
+    arms = [f"{name} ({_encoding(record, name)})" for name in rules.converted(record)]
+    return "\n".join(
+        [
+            "`results/long_embeddings/` (results.json, results.md, results.png, results_tradeoff.png) is one run of "
+            f"the default setting (`recipes/configs/long_embeddings_default.yaml`) on {record['date'][:10]}: "
+            f"{record['wall_seconds'] / 60:.1f} min wall{'' if record.get('finished') else ', unfinished'}. It "
+            f"measures the original {record['model']} ({and_join(measured)}) side by side with {and_join(arms)}.",
+            "",
+            f"The tasks read {_titles(record['books']['eval'])}, never trained on: "
+            + "; ".join(f"{task}: {ABOUT.get(task, task)}" for task in retrieval_tasks(record))
+            + ". Fidelity and quote retrieval are inside the window.",
+        ]
+    )
+
+
+def plot(record: dict[str, Any], path: Path) -> None:
+    """Top-1 accuracy against length, one panel per retrieval task, chance dotted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = retrieval_tasks(record) or list(TASKS)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks) + 1, 4), sharey=True, squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        converted = 0
+        for label, result in record["methods"].items():
+            points = sorted((int(n), 100 * a) for n, a in result["summary"].get(task, {}).items())
+            if not points:
+                continue
+            if label.startswith("original"):
+                ax.plot(*zip(*points, strict=True), "--", marker="o", label=label)
+                continue
+            # converted models often coincide: each a thinner line with its own marker, so all show
+            marker, width = "sD^vP*"[converted % 6], max(4.5 - 1.2 * converted, 1.0)
+            ax.plot(*zip(*points, strict=True), "-", marker=marker, lw=width, ms=3 + width, label=label, alpha=0.85)
+            converted += 1
+        candidates = _cells(record["tasks"][task], "candidates") if task in record.get("tasks", {}) else []
+        if candidates:
+            ax.axhline(100 / max(candidates), color="grey", lw=0.8, ls=":", label="chance")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("document length (tokens)")
+        ax.set_title(task)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("top-1 accuracy (%)")
+    axes[0][-1].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_tradeoff(record: dict[str, Any], path: Path) -> None:
+    """One point per converted arm: content top-1 at the two longest lengths (mean) against in-window mean cosine,
+    the front joined, the recommended arm starred, the baselines and the targets as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [p for p in rules.tradeoff(record) if p["score"] is not None and p["cosine"] is not None]
+    recommended, _ = rules.recommend(record)
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for point in points:
+        star = point["name"] == recommended
+        ax.scatter(100 * point["score"], point["cosine"], s=160 if star else 40, marker="*" if star else "o", zorder=3)
+        ax.annotate(point["name"], (100 * point["score"], point["cosine"]), fontsize=8, xytext=(4, 4),
+                    textcoords="offset points")  # fmt: skip
+    front = sorted((100 * p["score"], p["cosine"]) for p in points if p["pareto"])
+    if len(front) > 1:
+        ax.plot(*zip(*front, strict=True), "-", color="grey", lw=1, label="front")
+    truncated, chunked = rules.baselines(record)
+    lines = [*((t, ":") for t in truncated), *(((chunked, "--"),) if chunked else ())]
+    for (label, style), colour in zip(lines, ("dimgrey", "darkgoldenrod", "black")):
+        score = rules.content_score(record, label)
+        if score is not None:
+            ax.axvline(100 * score, ls=style, lw=1.2, color=colour, alpha=0.8, label=label)
+    ax.axhline(rules.MEAN_COSINE, color="tab:red", lw=0.8, label=f"cosine target {rules.MEAN_COSINE}")
+    lengths = " and ".join(f"{n:,}" for n in rules.long_lengths(record))
+    ax.set_xlabel(f"content top-1 (%), mean at {lengths} tokens")
+    ax.set_ylabel("in-window mean cosine to the original")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# The committed run before the current tasks (8 candidates sharing one haystack): its README text, unchanged, until
+# a run of the current recipe is committed; a record of the current shape goes to the renderers above.
+
+
+def _current(record: dict[str, Any]) -> bool:
+    return "tasks" in record
 
 
 def _baselines(record: dict[str, Any]) -> list[str]:
@@ -28,16 +438,6 @@ def _baselines(record: dict[str, Any]) -> list[str]:
 
 def _converted(record: dict[str, Any]) -> list[str]:
     return [label for label in record["methods"] if not label.startswith("original")]
-
-
-def accuracy_rows(record: dict[str, Any], task: str) -> list[str]:
-    methods = record["methods"]
-    lengths = sorted({int(n) for m in methods.values() for n in m["summary"].get(task, {})})
-    lines = ["| method | " + " | ".join(f"{n:,} tokens" for n in lengths) + " |", "|---" * (len(lengths) + 1) + "|"]
-    for label, result in methods.items():
-        cells = [result["summary"].get(task, {}).get(str(n)) for n in lengths]
-        lines.append(f"| {label} | " + " | ".join(percent(c) for c in cells) + " |")
-    return lines
 
 
 def percent(value: float | None) -> str:
@@ -94,90 +494,6 @@ def _targets_text() -> str:
     )
 
 
-def targets(record: dict[str, Any]) -> list[str]:
-    """The issue's targets, checked against this run's numbers."""
-    baselines = _baselines(record)
-    if len(baselines) < 3 or not _converted(record):
-        return ["(targets are checked once the baselines and a converted model are measured)"]
-    original_quote = quote(record, baselines[0])
-    lines = []
-    for name in _converted(record):
-        fid, ours, ok = _window_target(record, name)
-        lines.append(
-            f"- {name}: fidelity {fid:.4f} (target >= {FIDELITY_TARGET}), in-window retrieval "
-            f"{100 * ours:.1f}% against the original's {100 * original_quote:.1f}% (target: within "
-            f"{100 * QUOTE_MARGIN:.0f} points) {'✓' if ok else '✗'}"
-        )
-        for task, length, mine, best_truncated, chunk, ok in _length_targets(record, name):
-            lines.append(
-                f"  - {task} at {length:,}: {percent(mine)} against truncation's best {percent(best_truncated)} "
-                f"(needs +{100 * BEAT_TRUNCATION:.0f}) and chunk-mean's {percent(chunk)} {'✓' if ok else '✗'}"
-            )
-    return lines
-
-
-def markdown(record: dict[str, Any]) -> list[str]:
-    settings = record["settings"]
-    ev = settings["eval"]
-    chance = 100 / ev["candidates"]
-    lines = [
-        f"# Long-document embeddings: {record['model']}",
-        "",
-        f"Generated by `python recipes/extend_sentence_encoder.py` ({record['date']}, "
-        f"{record.get('wall_seconds', 0) / 60:.1f} min{'' if record.get('finished') else ', unfinished'}).",
-        f"Window of the original: {record.get('window')} tokens; converted models read {settings['max_length']:,}.",
-        "",
-        "Top-1 retrieval accuracy among "
-        f"{ev['candidates']} candidates (chance {chance:.1f}%), mean over depths {ev['depths']}; each candidate is the "
-        f"same stretch of *{ev['haystack_book']}* with its own needle (LongEmbed's synthetic tasks).",
-        "",
-    ]
-    for task in TASKS:
-        lines += [f"## {task}", "", *accuracy_rows(record, task), ""]
-    baseline = _baselines(record)[0] if _baselines(record) else None
-    lines += [
-        "## Inside the window",
-        "",
-        f"Fidelity: cosine between the original's and the converted model's embeddings of {ev['quote_passages']}"
-        f" held-out passages of *{ev['quote_book']}* (at most {record.get('window')} tokens). Retrieval: each "
-        "query is one sentence of a passage, to be found among all the passages.",
-        "",
-        "| model | mean cosine | min cosine | in-window retrieval |",
-        "|---|---|---|---|",
-    ]
-    if baseline is not None and quote(record, baseline) is not None:
-        lines.append(f"| original | 1 | 1 | {_quote_cell(quote(record, baseline))} |")
-    for name in _converted(record):
-        fid = record["fidelity"].get(name, {})
-        value = quote(record, name)
-        lines.append(
-            f"| {name} | {fid.get('mean_cosine', float('nan')):.4f} | {fid.get('min_cosine', float('nan')):.4f} | "
-            f"{_quote_cell(value)} |"
-        )
-    lines += [
-        "",
-        "## Training (distillation from the original)",
-        "",
-        "| model | steps | tokens | minutes | short loss | long loss |",
-        "|---|---|---|---|---|---|",
-    ]  # noqa: E501
-    for name, t in record["training"].items():
-        lines.append(
-            f"| {name} | {t['steps']} | {t['tokens']:,} | {t['seconds'] / 60:.1f} | "
-            f"{_loss(t['first_short_loss'])} → {_loss(t['final_short_loss'])} | "
-            f"{_loss(t['first_long_loss'])} → {_loss(t['final_long_loss'])} |"
-        )
-    lines += ["", "## Targets", "", *targets(record), "", "![accuracy against length](results.png)"]
-    return lines
-
-
-def _loss(value: float) -> str:
-    return f"{max(value, 0.0):.4f}"  # 1 - cosine is >= 0; float rounding can put an exact match a hair below
-
-
-# The README's text on the run: markdown with one line per paragraph or list item (tools/update_readme.py wraps it).
-
-
 def _run_time(record: dict[str, Any]) -> str:
     cpu = f", {record['cpu_seconds'] / 60:.1f} min CPU" if "cpu_seconds" in record else ""
     return f"{record['wall_seconds'] / 60:.1f} min wall{cpu}{'' if record.get('finished') else ', unfinished'}"
@@ -208,6 +524,8 @@ def _plural(names: list[str], one: str, many: str) -> str:
 
 def readme_objective(record: dict[str, Any]) -> str:
     """The training objective, with the run's settings and token count."""
+    if _current(record):
+        return readme_training(record)
     from .distill import DistillConfig
 
     cfg = DistillConfig(**record["settings"]["train"])
@@ -234,6 +552,8 @@ def readme_objective(record: dict[str, Any]) -> str:
 
 def readme_evaluation(record: dict[str, Any]) -> str:
     """The evaluation and the table of every method side by side; bold: the best converted model in each column."""
+    if _current(record):
+        return readme_results(record)
     ev, converted, queries = record["settings"]["eval"], _converted(record), _queries_per_cell(record)
     columns = [(task, n) for task in TASKS for n in LONG_LENGTHS if n in ev["lengths"]]
     lines = [
@@ -275,6 +595,8 @@ def readme_evaluation(record: dict[str, Any]) -> str:
 
 def readme_findings(record: dict[str, Any]) -> str:
     """What the run shows, as list items: reach at length, the copied table, and which targets are met."""
+    if _current(record):
+        return readme_verdict(record)
     settings, converted, baselines = record["settings"], _converted(record), _baselines(record)
     truncated, chunked = baselines[:2], baselines[2]
     cells = [(task, n) for task in TASKS for n in LONG_LENGTHS if n in settings["eval"]["lengths"]]
@@ -360,6 +682,8 @@ def readme_findings(record: dict[str, Any]) -> str:
 
 def results_readme(record: dict[str, Any]) -> str:
     """results/README.md's description of the committed run."""
+    if _current(record):
+        return results_run(record)
     settings, ev, queries = record["settings"], record["settings"]["eval"], _queries_per_cell(record)
     measured = [label.removeprefix("original, ") for label in _baselines(record)]
     converted = [
@@ -380,35 +704,3 @@ def results_readme(record: dict[str, Any]) -> str:
             f"tables is {queries} queries, so {_points(100 / queries)} points is one query.",
         ]
     )
-
-
-def plot(record: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(TASKS), figsize=(11, 4), sharey=True)
-    for ax, task in zip(axes, TASKS, strict=True):
-        converted = 0
-        for label, result in record["methods"].items():
-            points = sorted((int(n), 100 * a) for n, a in result["summary"].get(task, {}).items())
-            if not points:
-                continue
-            if label.startswith("original"):
-                ax.plot(*zip(*points, strict=True), "--", marker="o", label=label)
-                continue
-            # converted models often coincide (at 100%): each a thinner line with its own marker, so all show
-            marker, width = "sD^vP*"[converted % 6], max(4.5 - 1.2 * converted, 1.0)
-            ax.plot(*zip(*points, strict=True), "-", marker=marker, lw=width, ms=3 + width, label=label, alpha=0.85)
-            converted += 1
-        ax.axhline(100 / record["settings"]["eval"]["candidates"], color="grey", lw=0.8, ls=":", label="chance")
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("document length (tokens)")
-        ax.set_title(task)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("top-1 accuracy (%)")
-    axes[-1].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

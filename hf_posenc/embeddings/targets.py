@@ -1,0 +1,214 @@
+"""The targets of issues 24 (LongEmbed's difficulty) and 26 (content retrieval) as rules on a run's record, the
+trade-off between keeping the window and reading long documents, and which converted arm is recommended.
+
+A record is what `recipes/extend_sentence_encoder.py` writes: `methods` (label: `evaluate_method`'s result, the
+baselines labelled "original, ..."), `fidelity` (converted arm: cosine to the original inside the window).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+# E5-Base-4k (E5-Base with its absolute table extended to 4,096 positions by anchors, then only the new rows trained)
+# on LongEmbed's passkey and needle, top-1 accuracy by document length.
+E5_BASE_4K = {
+    "passkey": {1024: 0.98, 2048: 0.88, 4096: 0.88},
+    "needle": {1024: 0.74, 2048: 0.52, 4096: 0.28},
+}
+E5_SOURCE = (
+    "LongEmbed (Zhu et al. 2024, arXiv:2404.12096), E5-Base-4k's top-1 accuracy on passkey and needle retrieval "
+    "by document length, as issue 24 quotes it"
+)
+MEAN_COSINE, MIN_COSINE, QUOTE_POINTS = 0.99, 0.97, 0.01  # inside the window (issues 24 and 26)
+OVER_CHUNK_MEAN, OVER_CHUNK_LENGTHS = 0.10, (2048, 4096)  # long documents: points over chunk-and-mean-pool
+SYNTHETIC, CONTENT = ("passkey", "needle"), "content"
+EPSILON = 1e-9
+
+
+@dataclass
+class Check:
+    """One target for one arm: `met` is None where the run did not measure it."""
+
+    issue: int
+    target: str
+    met: bool | None
+    numbers: str
+
+    def line(self) -> str:
+        verdict = {True: "yes", False: "no", None: "not measured"}[self.met]
+        return f"{self.target}: **{verdict}** ({self.numbers})"
+
+
+def baselines(record: dict[str, Any]) -> tuple[list[str], str | None]:
+    """The original's truncation baselines (the one at its window first) and its chunk-and-mean-pool baseline."""
+    originals = [label for label in record["methods"] if label.startswith("original")]
+    chunked = [label for label in originals if record["methods"][label]["strategy"] == "chunk_mean"]
+    return [label for label in originals if label not in chunked], (chunked[0] if chunked else None)
+
+
+def converted(record: dict[str, Any]) -> list[str]:
+    return [label for label in record["methods"] if not label.startswith("original")]
+
+
+def top1(record: dict[str, Any], label: str, task: str, length: int) -> float | None:
+    return record["methods"].get(label, {}).get("summary", {}).get(task, {}).get(str(length))
+
+
+def ndcg(record: dict[str, Any], label: str, task: str, length: int) -> float | None:
+    """Mean nDCG@10 of `task` at `length` (over its groups), None where not measured."""
+    rows = record["methods"].get(label, {}).get("groups", [])
+    values = [r["ndcg_at_10"] for r in rows if r["task"] == task and r["length"] == length and "ndcg_at_10" in r]
+    return statistics.fmean(values) if values else None
+
+
+def quote(record: dict[str, Any], label: str | None) -> float | None:
+    return None if label is None else top1(record, label, "quote", 0)
+
+
+def task_lengths(record: dict[str, Any], task: str) -> list[int]:
+    return sorted({int(n) for m in record["methods"].values() for n in m["summary"].get(task, {})})
+
+
+def long_lengths(record: dict[str, Any]) -> list[int]:
+    """The two longest lengths the content task measured: where the trade-off and the recommendation read it."""
+    return task_lengths(record, CONTENT)[-2:]
+
+
+def content_score(record: dict[str, Any], label: str) -> float | None:
+    """Mean content top-1 at `long_lengths`, None where it is missing."""
+    values = [top1(record, label, CONTENT, n) for n in long_lengths(record)]
+    return statistics.fmean(values) if values and None not in values else None
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _at_least(value: float | None, bound: float | None) -> bool | None:
+    return None if value is None or bound is None else value >= bound - EPSILON
+
+
+def window_checks(record: dict[str, Any], name: str) -> list[Check]:
+    """In-window: mean and min cosine to the original, quote retrieval within 1 point of the original's."""
+    fid = record["fidelity"].get(name, {})
+    mean, least = fid.get("mean_cosine"), fid.get("min_cosine")
+    ours, original = quote(record, name), quote(record, (baselines(record)[0] or [None])[0])
+    floor = None if original is None else original - QUOTE_POINTS
+    return [
+        Check(24, f"in-window mean cosine >= {MEAN_COSINE}", _at_least(mean, MEAN_COSINE), _cosine(mean)),
+        Check(24, f"in-window min cosine >= {MIN_COSINE}", _at_least(least, MIN_COSINE), _cosine(least)),
+        Check(
+            24,
+            f"in-window quote retrieval within {100 * QUOTE_POINTS:.0f} point of the original's",
+            _at_least(ours, floor),
+            f"{_pct(ours)} against {_pct(original)}",
+        ),
+    ]
+
+
+def _cosine(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _over_chunk(record: dict[str, Any], name: str, task: str, length: int, issue: int) -> Check:
+    mine, chunk = top1(record, name, task, length), top1(record, baselines(record)[1], task, length)
+    bound = None if chunk is None else chunk + OVER_CHUNK_MEAN
+    return Check(
+        issue,
+        f"{task} at {length:,} >= chunk-and-mean-pool + {100 * OVER_CHUNK_MEAN:.0f} points",
+        _at_least(mine, bound),
+        f"{_pct(mine)} against {_pct(chunk)}",
+    )
+
+
+def issue24_checks(record: dict[str, Any], name: str) -> list[Check]:
+    """Issue 24: the window kept, passkey and needle at or above E5-Base-4k's at 1,024-4,096 tokens and 10 points
+    above chunk-and-mean-pool at 2,048 and 4,096."""
+    checks = window_checks(record, name)
+    for task in SYNTHETIC:
+        for length, theirs in E5_BASE_4K[task].items():
+            mine = top1(record, name, task, length)
+            checks.append(Check(24, f"{task} at {length:,} >= E5-Base-4k's", _at_least(mine, theirs),
+                                f"{_pct(mine)} against {_pct(theirs)}"))  # fmt: skip
+        checks += [_over_chunk(record, name, task, length, 24) for length in OVER_CHUNK_LENGTHS]
+    return checks
+
+
+def issue26_checks(record: dict[str, Any], name: str) -> list[Check]:
+    """Issue 26: content retrieval 10 points above chunk-and-mean-pool at 2,048 and 4,096 with the in-window mean
+    cosine kept at 0.99."""
+    return [
+        *(_over_chunk(record, name, CONTENT, length, 26) for length in OVER_CHUNK_LENGTHS),
+        window_checks(record, name)[0],
+    ]
+
+
+def met(checks: list[Check]) -> bool:
+    return all(check.met for check in checks)
+
+
+def keeps_window(record: dict[str, Any], name: str) -> bool:
+    return met(window_checks(record, name))
+
+
+def tradeoff(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """One point per converted arm: in-window mean cosine against content top-1 at `long_lengths` (and their mean),
+    with whether no other arm is at least as good on both and better on one (`pareto`)."""
+    points = []
+    for name in converted(record):
+        cosine = record["fidelity"].get(name, {}).get("mean_cosine")
+        by_length = {n: top1(record, name, CONTENT, n) for n in long_lengths(record)}
+        points.append({"name": name, "cosine": cosine, "content": by_length, "score": content_score(record, name)})
+    known = [p for p in points if p["cosine"] is not None and p["score"] is not None]
+    for point in points:
+        point["pareto"] = point in known and not any(
+            other["cosine"] >= point["cosine"]
+            and other["score"] >= point["score"]
+            and (other["cosine"], other["score"]) != (point["cosine"], point["score"])
+            for other in known
+        )
+    return points
+
+
+def _synthetic(record: dict[str, Any], name: str) -> float:
+    """Mean passkey and needle top-1 at `long_lengths`: the tie-break after the content score."""
+    values = [top1(record, name, task, n) for task in SYNTHETIC for n in long_lengths(record)]
+    values = [v for v in values if v is not None]
+    return statistics.fmean(values) if values else 0.0
+
+
+def recommend(record: dict[str, Any]) -> tuple[str | None, str]:
+    """The arm to deploy and why. Among the arms that meet the in-window targets (mean and min cosine, quote
+    retrieval), the one with the best content top-1 at the two longest lengths (ties: passkey and needle there).
+    Where none meets them, the best trade-off: of the arms whose content score beats chunk-and-mean-pool's, the one
+    that keeps the window best (highest mean cosine); where none beats it, the best content score."""
+    points = [p for p in tradeoff(record) if p["score"] is not None and p["cosine"] is not None]
+    if not points:
+        return None, "no converted arm has both an in-window cosine and a content score yet"
+    keepers = [p for p in points if keeps_window(record, p["name"])]
+    if keepers:
+        best = max(keepers, key=lambda p: (p["score"], _synthetic(record, p["name"])))
+        return best["name"], (
+            "it meets the in-window targets and has the best content retrieval at "
+            f"{_lengths(record)} tokens of the arms that do ({_pct(best['score'])})"
+        )
+    chunk = content_score(record, baselines(record)[1]) if baselines(record)[1] else None
+    ahead = [p for p in points if chunk is not None and p["score"] > chunk + EPSILON]
+    if ahead:
+        best = max(ahead, key=lambda p: (p["cosine"], p["score"]))
+        return best["name"], (
+            "best trade-off, as no arm meets the in-window targets: of the arms that beat chunk-and-mean-pool on "
+            f"content at {_lengths(record)} tokens ({_pct(best['score'])} against {_pct(chunk)}), it keeps the window "
+            f"best (mean cosine {best['cosine']:.4f})"
+        )
+    best = max(points, key=lambda p: (p["score"], p["cosine"]))
+    return best["name"], (
+        "best trade-off, as no arm meets the in-window targets and none beats chunk-and-mean-pool on content: it has "
+        f"the best content retrieval at {_lengths(record)} tokens ({_pct(best['score'])})"
+    )
+
+
+def _lengths(record: dict[str, Any]) -> str:
+    return " and ".join(f"{n:,}" for n in long_lengths(record))
