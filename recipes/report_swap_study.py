@@ -14,6 +14,8 @@ from typing import Any
 from hf_posenc.evaluation import measurement
 from hf_posenc.evaluation.methods import method_settings
 from hf_posenc.evaluation.study import BASE, CONTROL, log_ratio_percent, summarize
+from hf_posenc.evaluation.wording import and_join
+from hf_posenc.training.recovery.settings import DEFAULT_METHOD
 
 MODES = ("chunked", "sliding")
 AS_TRAINED = ", as training does"
@@ -109,8 +111,17 @@ def held_out_text(record: dict[str, Any]) -> str:
     )
     precision = e.get("precision", "fp32")
     return (f"{text} Passkey: {curve.get('passkey_trials', 0)} keys per depth at {len(e['passkey_depths'])} depths "
-            f"per probe and {e['passkey_trials']} per depth and length in the evaluation; {keys}. Scoring runs in "
+            f"per probe and {e['passkey_trials']} per depth and length in the evaluation{keyed_text(record)}; "
+            f"{keys}. Scoring runs in "
             f"{precision}{AS_TRAINED if precision == s['finetune'].get('mixed_precision') else ''}.")  # fmt: skip
+
+
+def keyed_text(record: dict[str, Any]) -> str:
+    """Where the evaluation's passkey runs, when not at every length (eval.passkey_factors)."""
+    factors = record["settings"]["eval"].get("passkey_factors")
+    if factors is None or set(factors) >= set(record["settings"]["eval"]["factors"]):
+        return ""
+    return f" (at {and_join(f'{f}x' for f in factors)} the window only; perplexity at every length)"
 
 
 def mixture_text(mixture: dict[str, Any], settings: dict[str, Any]) -> str:
@@ -265,9 +276,10 @@ def extrapolation_lines(record: dict[str, Any], part: dict[str, Any]) -> list[st
 
 
 def passkey_lines(record: dict[str, Any], part: dict[str, Any]) -> list[str]:
-    window, lengths = part["window"], part["lengths"]
+    window = part["window"]
     if not part["passkey"]:
         return []
+    lengths = [n for n in part["lengths"] if any(str(n) in cells for cells in part["passkey"].values())]  # measured
     e = record["settings"]["eval"]
     prompts = e["passkey_trials"] * len(e["passkey_depths"])
     lines = [
@@ -554,9 +566,9 @@ def record_folder(record: dict[str, Any]) -> str:
 
     if (record["settings"].get("data") or {}).get("validation_books"):
         return "recovery_validation"
-    if method_arms(record["settings"]):
-        return "swap_study_recovery"
-    return "swap_study_long" if record["steps"] * record["tokens_per_step"] > 1_000_000 else "swap_study"
+    if record["steps"] * record["tokens_per_step"] > 1_000_000:
+        return "swap_study_long"
+    return "swap_study_recovery" if method_arms(record["settings"]) else "swap_study"
 
 
 def readme_setup(record: dict[str, Any]) -> str:
@@ -569,7 +581,8 @@ def readme_setup(record: dict[str, Any]) -> str:
     arms = [f"`{name}`" for name in record["runs"]]
     lines = [
         f"- Arms: {', '.join(arms)}; `{CONTROL}` is the no-swap control (the base's own table, copied out to "
-        f"{max(record['lengths']):,} positions), fine-tuned the same way.",
+        f"{max(record['lengths']):,} positions), fine-tuned on the same data with the same budget and schedule.",
+        *arm_settings_lines(s),
         f"- Each arm is fine-tuned for {budget:,} tokens ({100 * budget / pre:.3g}% of the base's {pre / 1e6:.1f}M "
         f"pretraining tokens): {record['steps']} AdamW steps of {f['batch_size']} x {record['window']} tokens, "
         f"learning rate {f['learning_rate']:g}, {f['warmup_steps']} warmup steps and "
@@ -591,6 +604,37 @@ def readme_setup(record: dict[str, Any]) -> str:
     for c in part["comparisons"]:
         lines.append(f"- `{c['a']}` and `{c['b']}` differ in one setting: {c['differs']}.")
     return "\n".join(lines)
+
+
+ARM_SETTING_TEXT = {
+    "attention_transfer_weight": "attention transfer from the unconverted original (KL to its attention, every layer "
+    "and head, weight {:g})",
+    "distill_weight": "distillation from the original's logits (weight {:g})",
+    "gradual_swap_steps": "the old table fading out over {}",
+    "position_lr_multiplier": "the position parameters at {:g}x the learning rate",
+}
+
+
+def arm_settings_lines(settings: dict[str, Any]) -> list[str]:
+    """A bullet per set of arms sharing settings of their own (conversion options, fine-tuning settings), in words
+    where known."""
+    grouped: dict[str, list[str]] = {}
+    for name, spec in settings["encodings"].items():
+        spec = spec or {}
+        said = [f"converted with {key}={value}" for key, value in (spec.get("options") or {}).items()]
+        for key, value in (spec.get("finetune") or {}).items():
+            if key == "gradual_swap_steps":
+                value = f"{value:.0%} of the steps" if value < 1 else f"{value:g} steps"
+            if key == "position_lr_multiplier" and value == 0:
+                said.append("the position parameters frozen")
+                continue
+            text = ARM_SETTING_TEXT.get(key)
+            said.append(text.format(value) if text else f"{key}={value}")
+            if DEFAULT_METHOD.get(key) == value and len(DEFAULT_METHOD) == 1:
+                said[-1] += ", what the recipes do after a swap"
+        if said:
+            grouped.setdefault("; ".join(said), []).append(f"`{name}`")
+    return [f"- {', '.join(names)}: {text}." for text, names in grouped.items()]
 
 
 def readme_in_window(record: dict[str, Any]) -> str:
@@ -659,9 +703,10 @@ def readme_extrapolation(record: dict[str, Any]) -> str:
     part = record["gpt2"]
     window, lengths = part["window"], part["lengths"]
     longest = str(max(lengths))
+    keyed = [n for n in lengths if any(str(n) in cells for cells in part["passkey"].values())]  # passkey measured
     lines = [
         "| model | " + " | ".join(f"{n:,} ({n // window}x)" for n in lengths) + f" | {int(longest) // window}x / 1x | "
-        "passkey " + " / ".join(f"{n // window}x" for n in lengths) + " |",
+        "passkey " + " / ".join(f"{n // window}x" for n in keyed) + " |",
         "| --- |" + " --- |" * (len(lengths) + 2),
     ]
     for name, result in part["models"].items():
@@ -671,9 +716,62 @@ def readme_extrapolation(record: dict[str, Any]) -> str:
             cells.append(_pm(m["perplexity"], m.get("std")) if m and m["status"] == "ok" else "n/a")
         rise = ratio(part["extrapolation"].get(name, {}).get(longest)) if name != BASE else "-"
         passkey = part["passkey"].get(name, {})
-        keys = " / ".join(_f((passkey.get(str(n)) or {}).get("mean"), "{:.0%}") for n in lengths)
+        keys = " / ".join(_f((passkey.get(str(n)) or {}).get("mean"), "{:.0%}") for n in keyed)
         lines.append(f"| `{name}` | " + " | ".join(cells) + f" | {rise} | {keys} |")
     return "\n".join(lines)
+
+
+def readme_changes(record: dict[str, Any], plain_record: dict[str, Any]) -> str:
+    """This run's swaps against plain fine-tuning of the same arms in `plain_record` (the recovery study, whose plain
+    arms are the earlier default: same base, data, mixture, seeds and in-window probes, twice the budget): in-window
+    perplexity against the base at both budgets, passkey and its first key token at the window, and the rise past the
+    window. Intervals from two runs are compared by overlap only (not a paired test)."""
+    part, plain = record["gpt2"], plain_record["gpt2"]
+    budget = next(iter(part["curves"].values()))["points"][-1]["tokens"]
+    plain_budget = next(iter(plain["curves"].values()))["points"][-1]["tokens"]
+    longest = str(max(part["lengths"]))
+    factor = int(longest) // part["window"]
+    lines = [
+        f"| arm | vs the base: plain, {tokens(plain_budget)} | plain, {tokens(budget)} (mid-run) | this run, "
+        f"{tokens(budget)} | passkey at the window: plain / this run | first key token: plain / this run | "
+        f"{factor}x / 1x: plain / this run |",
+        "| --- |" + " --- |" * 6,
+    ]
+    sides: dict[str, dict[str, list[str]]] = {"end": {}, "mid": {}}
+    for name, curve in part["curves"].items():
+        if name == CONTROL or name not in plain["curves"]:
+            continue
+        mine, theirs = curve["points"][-1], plain["curves"][name]["points"]
+        mid = next((p for p in theirs if p["tokens"] == budget), None)
+        end = theirs[-1]
+        lines.append(
+            f"| `{name}` | {change(end['vs_base'])} | {change(mid and mid['vs_base'])} | {change(mine['vs_base'])} | "
+            f"{share(end.get('passkey'))} / {share(mine.get('passkey'))} | {share(end.get('first_key_token'))} / "
+            f"{share(mine.get('first_key_token'))} | {ratio(plain['extrapolation'].get(name, {}).get(longest))} / "
+            f"{ratio(part['extrapolation'].get(name, {}).get(longest))} |"
+        )
+        for key, other in (("end", end), ("mid", mid)):
+            if other is not None:
+                sides[key].setdefault(_side(mine["vs_base"], other["vs_base"]), []).append(f"`{name}`")
+    lines.append("")
+    for key, tokens_there in (("end", plain_budget), ("mid", budget if budget != plain_budget else None)):
+        if tokens_there is None or not sides[key]:
+            continue
+        said = "; ".join(f"{side}: {', '.join(names)}" for side, names in sides[key].items())
+        lines.append(f"In-window perplexity after {tokens(budget)} tokens of this run, against plain fine-tuning "
+                     f"after {tokens(tokens_there)}{' (mid-run)' if key == 'mid' else ''}: {said}.")  # fmt: skip
+    spans = [r.get("settings", {}).get("eval", {}).get("spans_per_book") for r in (plain_record, record)]
+    if spans[0] != spans[1] and None not in spans:
+        lines.append(f"The rise past the window is scored on {spans[0]} spans per held-out book in the plain run and "
+                     f"{spans[1]} in this one.")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _side(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """Where interval `a` lies against interval `b`: below, above, or overlapping (not a paired test)."""
+    if a["high"] < b["low"]:
+        return "below (the intervals apart)"
+    return "above (the intervals apart)" if a["low"] > b["high"] else "overlap"
 
 
 def readme_validation(record: dict[str, Any]) -> str:

@@ -30,7 +30,9 @@ HERE = Path(__file__).resolve().parent
 SETTINGS = ("quick", "default", "long", "full", "recovery_validation", "recovery")
 MIXTURE_KEYS = {"retrieval_fraction", "retrieval_seed", "retrieval_packed", "copy_fraction"}
 CURVE_KEYS = {"points", "windows_per_book", "passkey_trials"}
-EVAL_KEYS = {"factors", "spans_per_book", "sliding", "passkey_trials", "passkey_depths", "precision"}
+EVAL_KEYS = {
+    "factors", "spans_per_book", "sliding", "passkey_trials", "passkey_depths", "passkey_factors", "precision"
+}  # fmt: skip
 SECTIONS = {
     "base_model", "data", "seeds", "workers", "encodings", "finetune", "mixture", "curve", "eval", "scaling",
     "comparisons",
@@ -107,6 +109,12 @@ class Bench:
             raise RecipeError(f"The study converts a GPT-2 with learned positions; {self.base_dir} is not one.")
         self.window = window = int(config.max_position_embeddings)
         self.lengths = [window * int(f) for f in s["eval"]["factors"]]
+        keyed = s["eval"].get("passkey_factors")  # passkey at these factors only (default: every one)
+        self.passkey_lengths = self.lengths if keyed is None else [window * int(f) for f in keyed]
+        if not self.passkey_lengths or not set(self.passkey_lengths) <= set(self.lengths):
+            raise RecipeError(
+                f"eval.passkey_factors {keyed} must be one or more of eval.factors {s['eval']['factors']}."
+            )
         self.specs = encoding_specs(s["encodings"], self.lengths)
         self.finetune = {**s["finetune"], "block_size": window}
         accumulation = self.finetune.get("gradient_accumulation_steps", 1)
@@ -175,7 +183,8 @@ class Bench:
             return evaluate_long_context(
                 model, self.tokenizer, self.spans, lengths, passkey=True, max_tokens=sum(s.numel() for s in self.spans),
                 sliding=e.get("sliding", False), passkey_trials=e["passkey_trials"],
-                passkey_depths=tuple(e["passkey_depths"]), passkey_seed=keys_seed, name=label, progress=progress,
+                passkey_depths=tuple(e["passkey_depths"]), passkey_seed=keys_seed, passkey_lengths=self.passkey_lengths,
+                name=label, progress=progress,
             )  # fmt: skip
 
     def run(self, name: str, seed: int, models_dir: Path, progress: bool = False) -> dict[str, Any]:

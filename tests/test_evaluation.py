@@ -189,6 +189,19 @@ def test_evaluate_long_context_writes_report(tmp_path, tokenizer):
         evaluate_long_context(model, tokenizer, [" "], [32])
 
 
+def test_passkey_runs_only_at_the_lengths_asked_for(tokenizer):
+    """`passkey_lengths` picks the lengths passkey runs at (perplexity still at every length); none among them: no
+    passkey at all."""
+    model = hf_posenc.convert(tiny_gpt2(positions=64), "rope")
+    texts = [data.text("austen_persuasion")[:6000]]
+    kwargs = {"max_tokens": 128, "passkey_trials": 1, "passkey_depths": (0.5,), "sliding": False, "progress": False}
+    found = evaluate_long_context(model, tokenizer, texts, [64, 128], passkey_lengths=[64], **kwargs)
+    assert found["passkey"]["lengths"] == [64] and len(found["passkey"]["hits"]) == 1
+    assert [r["length"] for r in found["perplexity"]] == [64, 128]
+    assert evaluate_long_context(model, tokenizer, texts, [64, 128], **kwargs)["passkey"]["lengths"] == [64, 128]
+    assert evaluate_long_context(model, tokenizer, texts, [128], passkey_lengths=[64], **kwargs)["passkey"] is None
+
+
 def test_write_report_compares_models(tmp_path):
     def fake(ppl_by_length):
         records = [

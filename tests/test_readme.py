@@ -61,6 +61,7 @@ CHANGES = {
     "long-embeddings-evaluation": ("long_embeddings", ("methods", "rope", "summary", "passkey", "2048"), 0.875),
     "long-embeddings-findings": ("long_embeddings", ("fidelity", "alibi", "mean_cosine"), 0.91),
     "long-embeddings-run": ("long_embeddings", ("wall_seconds",), 900.0),
+    "long-embeddings-cost": ("embedding_cost", ("rows", 6, "peak_bytes"), 2**30),
     "bart-denoising-setup": ("bart_denoising", ("seconds",), 600.0),
     "bart-denoising-table": ("bart_denoising", ("results", "alibi", "200", "4", "kept_accuracy"), 0.5),
     "bart-denoising-findings": ("bart_denoising", ("results", "rope", "200", "1", "kept_accuracy"), 0.31),
@@ -74,7 +75,7 @@ CHANGES = {
             ("in-window", ("base_result", "perplexity"), 70.0),
             ("retrieval", ("gpt2", "curves", "rope", "points", -1, "passkey", "mean"), 0.5),
             ("extrapolation", ("gpt2", "extrapolation", "rope", "2048", "mean"), 0.5),
-            ("findings", ("gpt2", "drope", "gap_closed"), 0.5),
+            ("findings", ("gpt2", "curves", "rope", "points", -1, "vs_base", "mean"), 0.5),
         )
     },
     "recovery-validation": ("recovery_validation", ("gpt2", "curves", "rope", "points", -1, "vs_base", "mean"), 0.5),
@@ -82,6 +83,7 @@ CHANGES = {
     "swap-recovery-methods": ("swap_study_recovery", ("gpt2", "methods", 0, "cost"), 9.0),
     "swap-recovery-targets": ("swap_study_recovery", ("gpt2", "targets", "best", "rope", "vs_base", "mean"), 0.5),
     "swap-recovery-shortfall": ("swap_study_recovery", ("gpt2", "methods", 0, "points", -1, "vs_plain", "mean"), 0.5),
+    "swap-default-changes": ("swap_study", ("gpt2", "curves", "rope", "points", -1, "vs_base", "mean"), 0.5),
     "swap-study-run": ("swap_study", ("cpu_seconds",), 4000.0),
     "swap-study-long-run": ("swap_study_long", ("wall_seconds",), 12_000.0),
 }

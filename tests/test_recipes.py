@@ -287,18 +287,26 @@ def test_swap_study_scores_only_held_out_text_spread_over_whole_books():
     each held-out book (not only its start)."""
     from hf_posenc.data import texts
 
-    settings = swap_study.load_settings("default", None, ["eval.factors=[1,8]"])
+    settings = swap_study.load_settings("default", None, ["eval.factors=[1,8]", "eval.passkey_factors=[1]"])
     bench = swap_study.Bench(settings)
     held_out, train = texts("eval"), texts("train")
     tokenizer = bench.tokenizer
     windows = [tokenizer.decode(w) for w in bench.windows]
     spans = [tokenizer.decode(s.tolist()) for s in bench.spans]
-    assert len(windows) == 128 and len(spans) == 24 and all(s.numel() == 2048 for s in bench.spans)
+    per_book = settings["eval"]["spans_per_book"]
+    assert len(windows) == 128 and len(spans) == 2 * per_book and all(s.numel() == 2048 for s in bench.spans)
     for piece in windows + spans:
         assert any(piece in book for book in held_out) and not any(piece in book for book in train)
     for book in held_out:
         found = [book.index(piece) for piece in windows + spans if piece in book]
         assert max(found) > 0.9 * len(book) and min(found) < 0.1 * len(book)
+
+
+@pytest.mark.parametrize("factors", ["[1,4]", "[]"])
+def test_swap_study_refuses_passkey_factors_outside_the_evaluated_ones(factors):
+    settings = swap_study.load_settings("quick", None, [f"eval.passkey_factors={factors}"])
+    with pytest.raises(swap_study.RecipeError, match=r"eval.passkey_factors .* must be one or more of eval.factors"):
+        swap_study.Bench(settings)
 
 
 def test_swap_study_models_dir_and_gitignore(tmp_path, monkeypatch):
@@ -373,9 +381,13 @@ def test_cpu_time_counts_running_workers():
 
 
 def test_named_settings_mirror_the_base_and_long_reaches_10_percent():
-    """Every named setting loads; the CPU settings fine-tune on the study base's own pretraining mixture (other keys),
-    and the long setting is the default one fine-tuned for 10% of the base's pretraining tokens."""
+    """Every named setting loads; the CPU settings fine-tune on the study base's own pretraining mixture (other keys).
+    The default study fine-tunes every swap as the recipes do after a swap (attention transfer, weight 1) and the
+    control plainly; the long setting is the default's base, data, mixture, schedule and evaluation fine-tuned for 10%
+    of the base's pretraining tokens, with the default's swaps plain and rope also as the default fine-tunes it."""
     from hf_posenc.data import study_base_dir
+    from hf_posenc.evaluation.methods import method_arms
+    from hf_posenc.training.recovery.settings import DEFAULT_METHOD
 
     settings = {name: swap_study.load_settings(name, None, []) for name in swap_study.SETTINGS}
     base = json.loads((study_base_dir() / "study_base_config.json").read_text())["mixture"]
@@ -383,38 +395,60 @@ def test_named_settings_mirror_the_base_and_long_reaches_10_percent():
         mixture = settings[name]["mixture"]
         assert mixture["retrieval_fraction"] == base["retrieval_fraction"] and mixture["retrieval_packed"] is True
         assert mixture["copy_fraction"] == base["copy_fraction"] and mixture["retrieval_seed"] != base["retrieval_seed"]
-    default, long = settings["default"], settings["long"]
-    own = ("finetune", "curve", "encodings", "comparisons")  # the long setting adds arms and their comparisons
+    default, long, quick = settings["default"], settings["long"], settings["quick"]
+    for setting in (default, quick):  # the swaps as the recipes fine-tune them, the control plainly
+        for name, spec in setting["encodings"].items():
+            extra = {k: v for k, v in (spec.get("finetune") or {}).items() if k in DEFAULT_METHOD}
+            assert extra == ({} if name == "learned" else DEFAULT_METHOD), name
+    assert set(quick["encodings"]) == set(default["encodings"])
+    own = ("finetune", "curve", "encodings", "comparisons", "eval", "scaling")
     assert {k: v for k, v in long.items() if k not in own} == {k: v for k, v in default.items() if k not in own}
-    assert {name: long["encodings"][name] for name in default["encodings"]} == default["encodings"]
+    assert long["eval"]["spans_per_book"] >= default["eval"]["spans_per_book"] and "passkey_factors" not in long["eval"]
+    assert {k: v for k, v in long["eval"].items() if k != "spans_per_book"} == {
+        k: v for k, v in default["eval"].items() if k not in ("spans_per_book", "passkey_factors")
+    }
+    assert set(default["scaling"]) <= set(long["scaling"])
+    plain = {  # the default's arms without the recipes' method
+        name: {**spec, "finetune": {k: v for k, v in spec.get("finetune", {}).items() if k not in DEFAULT_METHOD}}
+        for name, spec in default["encodings"].items()
+    }
+    assert {name: {**long["encodings"][name], "finetune": long["encodings"][name].get("finetune", {})}
+            for name in plain} == plain  # fmt: skip
+    assert method_arms(long) == {"rope_attention": {"encoding": "rope", "plain": "rope", "method": DEFAULT_METHOD,
+                                                    "also": {}}}  # fmt: skip
     arms = set(long["encodings"])
     assert all({a, b} <= arms for a, b, _ in long["comparisons"])
     assert {**long["finetune"], "token_budget": None} == {**default["finetune"], "token_budget": None}
     step = default["finetune"]["batch_size"] * 256
     pretrained = json.loads((study_base_dir() / "base_report.json").read_text())["tokens_trained"]
     assert long["finetune"]["token_budget"] == -(-pretrained // 10 // step) * step
-    assert default["finetune"]["token_budget"] < pretrained // 50  # the default is sized for 30 minutes
+    assert default["finetune"]["token_budget"] < pretrained // 100  # the default is sized for well under 30 minutes
 
 
-def test_recovery_settings_compare_each_method_with_plain_fine_tuning_of_the_default_study():
-    """The recovery setting is the default study (base, data, mixture, budget, evaluation) with four methods beside
-    plain fine-tuning for each swap; its settings were chosen on a validation split that reads no held-out book."""
+def test_recovery_settings_compare_each_method_with_plain_fine_tuning():
+    """The recovery setting fine-tunes with the long study's base, data, mixture and schedule for 602k tokens (1.25%
+    of pretraining), with four methods beside plain fine-tuning for each swap and the no-swap control; its plain arms
+    are the long study's. Its settings were chosen on a validation split that reads no held-out book."""
     from hf_posenc.data import default_split
     from hf_posenc.evaluation.methods import method_arms
 
-    default, recovery = (swap_study.load_settings(name, None, []) for name in ("default", "recovery"))
-    own = ("encodings", "scaling")
-    assert {k: v for k, v in recovery.items() if k not in own} == {k: v for k, v in default.items() if k not in own}
-    assert {name: recovery["encodings"][name] for name in default["encodings"]} == default["encodings"]
+    long, recovery = (swap_study.load_settings(name, None, []) for name in ("long", "recovery"))
+    own = ("encodings", "scaling", "finetune", "curve", "comparisons", "eval")
+    assert {k: v for k, v in recovery.items() if k not in own} == {k: v for k, v in long.items() if k not in own}
+    assert recovery["eval"] == long["eval"]
+    assert {**recovery["finetune"], "token_budget": None} == {**long["finetune"], "token_budget": None}
+    assert recovery["finetune"]["token_budget"] == 602112
     paired = method_arms(recovery)
-    assert set(paired) == set(recovery["encodings"]) - set(default["encodings"])
+    plain = set(recovery["encodings"]) - set(paired)
+    assert plain == {"learned", "rope", "t5_bias", "alibi", "nope"}
+    assert {name: recovery["encodings"][name] for name in plain} == {name: long["encodings"][name] for name in plain}
     for encoding in ("rope", "t5_bias", "alibi", "nope"):
         mine = {arm: info for arm, info in paired.items() if info["encoding"] == encoding}
         assert len(mine) == 4 and all(info["plain"] == encoding and not info["also"] for info in mine.values())
     validation = swap_study.load_settings("recovery_validation", None, [])
     books = validation["data"]["validation_books"]
     assert books and set(books) <= set(default_split()["train"])
-    assert validation["finetune"] == {**default["finetune"], "token_budget": validation["finetune"]["token_budget"]}
+    assert validation["finetune"] == {**recovery["finetune"], "token_budget": validation["finetune"]["token_budget"]}
 
 
 TRANSFORMERS_WARNING = re.compile(

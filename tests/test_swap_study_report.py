@@ -187,3 +187,69 @@ def test_a_record_whose_first_filed_run_is_a_later_seed_still_reports():
     assert "every seed draws its own keys" in held_out_text(record)
     assert curves(record)["rope"]["points"][-1]["vs_base"]["mean"] == pytest.approx(0.01, abs=1e-3)
     assert summarize(record)["text_error"] is True  # read from seed 1's probes
+
+
+def test_scaled_lengths_merge_with_passkey_at_some_lengths_only():
+    """A rope + scaling result per length, passkey left out past 2x: the merged result keeps every length's
+    perplexity and the passkey of the lengths that have it."""
+    from hf_posenc.evaluation.study import merge_lengths
+
+    def one(length: int, keyed: bool) -> dict:
+        key = {"lengths": [length], "depths": [0.5], "accuracy": [[1.0]], "hits": [[[1]]], "trials": 1}
+        return {"lengths": [length], "perplexity": [{"length": length}], "passkey": key if keyed else None}
+
+    merged = merge_lengths([one(512, True), one(1024, False), one(2048, False)])
+    assert merged["lengths"] == [512, 1024, 2048] and len(merged["perplexity"]) == 3
+    assert merged["passkey"]["lengths"] == [512] and merged["passkey"]["hits"] == [[[1]]]
+    assert merge_lengths([one(1024, False)])["passkey"] is None
+
+
+def test_arm_settings_are_said_in_words_and_grouped():
+    from report_swap_study import arm_settings_lines
+
+    settings = {"encodings": {
+        "rope": {"finetune": {"attention_transfer_weight": 1.0}},
+        "alibi": {"finetune": {"attention_transfer_weight": 1.0}},
+        "t5_bias": {"options": {"init": "alibi"}, "finetune": {"position_lr_multiplier": 0}},
+        "nope": {"finetune": {"gradual_swap_steps": 0.5, "lm_weight": 0.5}},
+        "learned": {},
+    }}  # fmt: skip
+    lines = arm_settings_lines(settings)
+    assert len(lines) == 3 and lines[0].startswith("- `rope`, `alibi`: attention transfer from the unconverted")
+    assert lines[0].endswith("weight 1), what the recipes do after a swap.")
+    assert lines[1] == "- `t5_bias`: converted with init=alibi; the position parameters frozen."
+    assert lines[2] == "- `nope`: the old table fading out over 50% of the steps; lm_weight=0.5."
+    assert not any("learned" in line for line in lines)
+
+
+def test_the_default_is_compared_with_plain_fine_tuning_at_both_budgets():
+    """readme_changes: each swap of a run against the plain arm of a record with twice the budget, at its end and at
+    the run's budget; which side of plain's end the run lands is decided by interval overlap."""
+    from report_swap_study import readme_changes
+
+    def record(ends: dict[str, tuple[float, float]], budget: int) -> dict:
+        def point(tokens: int, low: float, high: float) -> dict:
+            interval = {"mean": (low + high) / 2, "low": low, "high": high}
+            return {"tokens": tokens, "vs_base": interval, "passkey": {"mean": 0.5, "low": 0.4, "high": 0.6}}
+
+        curves = {arm: {"points": [point(0, 1.0, 1.1), point(budget // 2, low + 0.01, high + 0.01),
+                                   point(budget, low, high)]} for arm, (low, high) in ends.items()}  # fmt: skip
+        curves["learned"] = {"points": [point(budget, 0.0, 0.01)]}
+        ratio = {"2048": {"mean": 0.01, "low": 0.0, "high": 0.02}}
+        return {"gpt2": {"curves": curves, "lengths": [256, 2048], "window": 256,
+                         "extrapolation": {arm: ratio for arm in ends}}}  # fmt: skip
+
+    plain = record({"rope": (0.05, 0.06), "t5_bias": (0.05, 0.06), "alibi": (0.05, 0.06), "nope": (0.3, 0.4)}, 600)
+    mine = record({"rope": (0.01, 0.02), "t5_bias": (0.055, 0.07), "alibi": (0.08, 0.09)}, 300)
+    text = readme_changes(mine, plain)
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert [row.split(" | ")[0] for row in rows] == ["| `rope`", "| `t5_bias`", "| `alibi`"]  # not nope, not control
+    assert rows[0].split(" | ")[1:4] == ["+5.7% [+5.1, +6.2]", "+6.7% [+6.2, +7.3]", "+1.5% [+1.0, +2.0]"]
+    assert text.splitlines()[0].startswith("| arm | vs the base: plain, 600 | plain, 300 (mid-run) | this run, 300")
+    said = text.splitlines()[-2:]
+    assert said[0] == (
+        "In-window perplexity after 300 tokens of this run, against plain fine-tuning after 600: below (the intervals "
+        "apart): `rope`; overlap: `t5_bias`; above (the intervals apart): `alibi`."
+    )
+    assert said[1].startswith("In-window perplexity after 300 tokens of this run, against plain fine-tuning after 300 "
+                              "(mid-run): below (the intervals apart): `rope`; overlap: `t5_bias`")  # fmt: skip

@@ -51,6 +51,13 @@ def recipe(name: str) -> Any:
     return importlib.import_module(name)
 
 
+def _embed_cost() -> Any:
+    """benchmarks/embed_cost.py (benchmarks/ is a package at the repository's root)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module("benchmarks.embed_cost")
+
+
 def _embeddings() -> Any:
     return importlib.import_module("hf_posenc.embeddings.report")
 
@@ -95,6 +102,11 @@ def swap_study_run(root: Path) -> str:
     record = results(root, "swap_study")
     settings = record.get("settings", {})
     scaling = {"linear": "linear (PI)"}
+    transfer = {
+        name: weight
+        for name, spec in settings.get("encodings", {}).items()
+        if (weight := ((spec or {}).get("finetune") or {}).get("attention_transfer_weight"))
+    }
     study = _sentences(
         lambda: (
             "`recipes/swap_study.py` takes the shipped study base (`hf_posenc/data/study_base/`: a GPT-2 with a "
@@ -105,6 +117,14 @@ def swap_study_run(root: Path) -> str:
         lambda: (
             f"It converts the base to {and_join(e for e in settings['encodings'] if e != 'learned')}, and keeps "
             "the learned table as the no-swap control."
+        ),
+        lambda: (
+            "Each swap is fine-tuned as the recipes fine-tune after a swap: with attention transfer from the "
+            "unconverted original (weight "
+            + and_join(sorted({f"{w:g}" for w in transfer.values()}))
+            + "); the control plainly."
+            if transfer and set(transfer) == set(settings["encodings"]) - {"learned"}
+            else ""
         ),
         lambda: (
             f"Each model is fine-tuned with seeds {and_join(str(s) for s in settings['seeds'])} for "
@@ -129,7 +149,7 @@ def swap_study_run(root: Path) -> str:
     setting = _sentences(
         lambda: (
             "Every setting is in `recipes/configs/swap_study_default.yaml`; `--setting quick` is the CI-sized "
-            "version, `--setting long` the same study fine-tuned for "
+            "version, `--setting long` fine-tunes for "
             f"{_share(results(root, 'swap_study_long'))} of the pretraining tokens (resumable with `--resume`), and "
             "`--setting full` the GPU-scale run (`gpt2` from the Hub, wikitext-103)."
         ),
@@ -176,6 +196,7 @@ RESULTS: dict[str, Callable[[Path], str]] = {
     "long-embeddings-objective": lambda root: _embeddings().readme_objective(results(root, "long_embeddings")),
     "long-embeddings-evaluation": lambda root: _embeddings().readme_evaluation(results(root, "long_embeddings")),
     "long-embeddings-findings": lambda root: _embeddings().readme_findings(results(root, "long_embeddings")),
+    "long-embeddings-cost": lambda root: _embed_cost().readme_block(results(root, "embedding_cost")),
     "bart-denoising-setup": lambda root: recipe("bart_denoising_demo").readme_setup(results(root, "bart_denoising")),
     "bart-denoising-table": lambda root: recipe("bart_denoising_demo").readme_table(results(root, "bart_denoising")),
     "bart-denoising-findings": lambda root: recipe("bart_denoising_demo").readme_findings(
@@ -201,6 +222,9 @@ RESULTS: dict[str, Callable[[Path], str]] = {
         )
         for part in ("run", "methods", "targets")
     },  # fmt: skip
+    "swap-default-changes": lambda root: recipe("report_swap_study").readme_changes(
+        results(root, "swap_study"), results(root, "swap_study_recovery")
+    ),
     "swap-recovery-shortfall": lambda root: recipe("report_swap_study").readme_shortfall(
         results(root, "swap_study_recovery"), results(root, "swap_study_long")
     ),

@@ -54,6 +54,7 @@ def evaluate_long_context(
     passkey_trials: int = 4,
     passkey_depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0),
     passkey_seed: int = 0,
+    passkey_lengths: list[int] | None = None,
     name: str = "model",
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -62,11 +63,11 @@ def evaluate_long_context(
 
     Causal LMs get perplexity on non-overlapping chunks and (unless `sliding=False`) with a sliding window (`stride`
     tokens scored per window, default half the length), the loss by position, and passkey retrieval (keys drawn with
-    `passkey_seed`). Masked LMs get the masked-LM loss (15% of tokens masked, fixed seed); a model with neither head
-    (e.g. `BertModel`) raises ValueError. At most `max_tokens` tokens are scored per length and mode, except that a
-    length longer than that still scores one chunk of that length. A length the model cannot encode is recorded with
-    status "unsupported" instead of failing. With `out_dir`, writes results.json, results.md and PNG plots there
-    (results.json alone without matplotlib).
+    `passkey_seed`; at the `passkey_lengths` among `lengths`, default all of them). Masked LMs get the masked-LM loss
+    (15% of tokens masked, fixed seed); a model with neither head (e.g. `BertModel`) raises ValueError. At most
+    `max_tokens` tokens are scored per length and mode, except that a length longer than that still scores one chunk
+    of that length. A length the model cannot encode is recorded with status "unsupported" instead of failing. With
+    `out_dir`, writes results.json, results.md and PNG plots there (results.json alone without matplotlib).
 
     Returns {"model": {...}, "objective": "causal"|"masked", "lengths", "stride",
     "perplexity": [{"length", "mode", "status", "loss", "perplexity", "tokens", ...}], "passkey": {...} | None}.
@@ -100,9 +101,10 @@ def evaluate_long_context(
         bar.set_postfix(length=length, mode=function.__name__.split("_")[0])
         records.append(safely(function, model, documents, length, **kwargs))
     passkey_result = None
-    if passkey and causal:
+    keyed = lengths if passkey_lengths is None else [n for n in lengths if n in {int(x) for x in passkey_lengths}]
+    if passkey and causal and keyed:
         passkey_result = passkey_retrieval(
-            model, tokenizer, lengths, depths=passkey_depths, trials=passkey_trials, seed=passkey_seed
+            model, tokenizer, keyed, depths=passkey_depths, trials=passkey_trials, seed=passkey_seed
         )
     result = {
         "model": describe(model),

@@ -63,10 +63,12 @@ def merge_lengths(results: list[dict[str, Any]]) -> dict[str, Any]:
     """One seed's results at single lengths (e.g. one RoPE scaling factor per length) as one result."""
     merged = {**results[0], "perplexity": [r for res in results for r in res["perplexity"]]}
     merged["lengths"] = [n for res in results for n in res["lengths"]]
-    if results[0].get("passkey"):
-        keys = [k for k in ("accuracy", "hits", "first_key_token", "token_accuracy") if k in results[0]["passkey"]]
-        merged["passkey"] = {**results[0]["passkey"], "lengths": merged["lengths"]} | {
-            key: [row for res in results for row in res["passkey"][key]] for key in keys
+    keyed = [res["passkey"] for res in results if res.get("passkey")]  # passkey may be left out at some lengths
+    merged["passkey"] = None
+    if keyed:
+        keys = [k for k in ("accuracy", "hits", "first_key_token", "token_accuracy") if k in keyed[0]]
+        merged["passkey"] = {**keyed[0], "lengths": [n for found in keyed for n in found["lengths"]]} | {
+            key: [row for found in keyed for row in found[key]] for key in keys
         }
     return merged
 
