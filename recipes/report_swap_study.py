@@ -81,6 +81,7 @@ def intro_lines(record: dict[str, Any], part: dict[str, Any]) -> list[str]:
         f"{record['steps']} steps of {record['tokens_per_step']:,} tokens; the training blocks are the training "
         f"books plus {mixture_text(record['mixture'], s.get('mixture') or {})}. {text_error}",
         "",
+        *(["Arms with settings of their own:", "", *arm_settings_lines(s), ""] if arm_settings_lines(s) else []),
         held_out_text(record),
         "",
     ]
