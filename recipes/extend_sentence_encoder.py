@@ -52,7 +52,7 @@ from hf_posenc.embeddings import (
     quote_group,
     save_sentence_encoder,
 )
-from hf_posenc.embeddings.report import write_report
+from hf_posenc.embeddings.report import add_card_section, write_report
 from hf_posenc.modeling.posenc_base import PositionEncodingError
 from hf_posenc.training import RecipeError, run_cli, silence_progress_bars
 from hf_posenc.training.config import load_settings
@@ -316,6 +316,7 @@ def main(argv: list[str] | None = None) -> None:
         run.record["training"][name] = {**summary, "overrides": overrides, "config": dataclasses.asdict(cfg)}
         run.record["fidelity"][name] = fidelity(original, reloaded, quote.documents, window)  # fp32 always
         run.evaluate(Method(name, reloaded, "truncate", max_length), [*groups, quote])
+        add_card_section(saved, run.record, name)  # the saved folder's model card gets its retrieval table
     run.record["teacher_passes"] = len(examples.built)
     run.record["finished"] = True
     run.write()

@@ -645,6 +645,21 @@ def test_quick_setting_end_to_end(tmp_path):
     for name in ("anchor", "rope_contrastive"):
         saved = tmp_path / "models" / name
         assert json.loads((saved / "sentence_bert_config.json").read_text())["max_seq_length"] == 1024
+        card = (saved / "README.md").read_text()  # the model card keeps its own sections and gains the retrieval table
+        assert card.count("## Retrieval (measured by hf_posenc") == 1 and f"this model is `{name}`" in card
+        assert f"| {name} |" in card and "| original, 256-token chunks mean-pooled |" in card and "content" in card
+        assert card.index("## Retrieval") > card.index("---", 3)  # after the Hub metadata block
     markdown = (out / "results.md").read_text()
     assert "## Targets" in markdown and "| anchor |" in markdown and "nDCG@10" in markdown
     assert "## Recommendation" in markdown and "chance (top-1)" in markdown
+
+
+def test_the_card_section_is_added_once_and_replaced_on_a_rerun(tmp_path, monkeypatch):
+    from hf_posenc.embeddings import report
+
+    monkeypatch.setattr(report, "card_section", lambda record, label: f"## Retrieval (measured by hf_posenc) {label}\n")
+    (tmp_path / "README.md").write_text("---\nlicense: apache-2.0\n---\n# Card\n")
+    report.add_card_section(tmp_path, {}, "first")
+    report.add_card_section(tmp_path, {}, "second")
+    expected = "---\nlicense: apache-2.0\n---\n# Card\n\n## Retrieval (measured by hf_posenc) second\n"
+    assert (tmp_path / "README.md").read_text() == expected

@@ -241,6 +241,40 @@ def markdown(record: dict[str, Any]) -> list[str]:
     return lines
 
 
+def card_section(record: dict[str, Any], label: str) -> str:
+    """The model card's retrieval section for the saved arm `label`: its top-1 and nDCG@10 per task and length beside
+    the original's baselines measured in the same run, the tasks, and its fidelity inside the window."""
+    shown = {name: record["methods"][name] for name in [*_baselines(record), label] if name in record["methods"]}
+    lines = [
+        "## Retrieval (measured by hf_posenc's `recipes/extend_sentence_encoder.py`)",
+        "",
+        f"One run on {record['date'][:10]}, on held-out text only; this model is `{label}`, beside the original it was "
+        "converted from, measured in the same run.",
+        "",
+        *task_rows(record),
+    ]
+    for task in retrieval_tasks(record):
+        for metric in ("top-1", "nDCG@10"):
+            table = metric_rows({**record, "methods": shown}, task, metric)
+            lines += ["", f"**{task}, {metric}**", "", *table]
+    fid = record.get("fidelity", {}).get(label)
+    if fid:
+        lines += ["", f"Inside the original's window, the cosine between this model's and the original's embeddings of "
+                      f"{fid['passages']} held-out passages is {fid['mean_cosine']:.4f} on average (lowest "
+                      f"{fid['min_cosine']:.4f})."]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def add_card_section(folder: Path, record: dict[str, Any], label: str) -> None:
+    """Append `card_section` to the saved model's README.md (its model card), replacing an earlier one."""
+    card = Path(folder) / "README.md"
+    text = card.read_text() if card.is_file() else ""
+    head = "## Retrieval (measured by hf_posenc"
+    if head in text:
+        text = text[: text.index(head)].rstrip() + "\n"
+    card.write_text(f"{text.rstrip()}\n\n{card_section(record, label)}" if text else card_section(record, label))
+
+
 def recommendation_line(record: dict[str, Any]) -> str:
     name, why = rules.recommend(record)
     return f"(none yet: {why})" if name is None else f"Deploy **{name}** (`models/{name}`): {why}."
