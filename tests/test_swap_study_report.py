@@ -253,3 +253,22 @@ def test_the_default_is_compared_with_plain_fine_tuning_at_both_budgets():
     )
     assert said[1].startswith("In-window perplexity after 300 tokens of this run, against plain fine-tuning after 300 "
                               "(mid-run): below (the intervals apart): `rope`; overlap: `t5_bias`")  # fmt: skip
+
+
+def test_each_record_is_filed_under_its_own_folder():
+    """The long study has a method arm beside its plain rope, yet it is the long study; a method arm beside its plain
+    arm under 1M tokens is the recovery study; swaps that all carry the recipes' method, with no plain arm, are the
+    default study."""
+    from report_swap_study import record_folder
+
+    attention = {"encoding": "rope", "finetune": {"attention_transfer_weight": 1.0}}
+
+    def record(encodings: dict, steps: int, data: dict | None = None) -> dict:
+        return {"settings": {"encodings": encodings, "data": data or {}}, "steps": steps, "tokens_per_step": 4096}
+
+    assert record_folder(record({"rope": {}, "rope_attention": attention}, 1172)) == "swap_study_long"
+    assert record_folder(record({"rope": {}, "rope_attention": attention}, 147)) == "swap_study_recovery"
+    assert record_folder(record({"rope": {"finetune": {"attention_transfer_weight": 1.0}}, "learned": {}}, 74)) == (
+        "swap_study"
+    )
+    assert record_folder(record({"rope": {}}, 74, {"validation_books": ["austen_emma"]})) == "recovery_validation"
