@@ -201,6 +201,10 @@ def test_scaled_lengths_merge_with_passkey_at_some_lengths_only():
     merged = merge_lengths([one(512, True), one(1024, False), one(2048, False)])
     assert merged["lengths"] == [512, 1024, 2048] and len(merged["perplexity"]) == 3
     assert merged["passkey"]["lengths"] == [512] and merged["passkey"]["hits"] == [[[1]]]
+    second = one(2048, True)
+    second["passkey"]["accuracy"] = [[0.0]]
+    both = merge_lengths([one(512, True), second])["passkey"]
+    assert both["accuracy_by_length"] == [1.0, 0.0] and both["accuracy_by_depth"] == [0.5]
     assert merge_lengths([one(1024, False)])["passkey"] is None
 
 

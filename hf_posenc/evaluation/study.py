@@ -70,6 +70,10 @@ def merge_lengths(results: list[dict[str, Any]]) -> dict[str, Any]:
         merged["passkey"] = {**keyed[0], "lengths": [n for found in keyed for n in found["lengths"]]} | {
             key: [row for found in keyed for row in found[key]] for key in keys
         }
+        if "accuracy" in keys:  # the first length's summaries would be stale: recomputed over every merged row
+            accuracy = merged["passkey"]["accuracy"]
+            merged["passkey"]["accuracy_by_length"] = [mean_std(row)[0] for row in accuracy]
+            merged["passkey"]["accuracy_by_depth"] = [mean_std(column)[0] for column in zip(*accuracy)]
     return merged
 
 
