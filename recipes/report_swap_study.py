@@ -548,9 +548,18 @@ def readme_run(record: dict[str, Any]) -> str:
         f"The committed `results/{record_folder(record)}/` is one run of that command on {record['date'][:10]} on a "
         f"{m['cpus']}-core {m['processor']} machine{over}: **{lower}{cpu:.0f} CPU min** for "
         f"{len(record['runs'])} arms x {len(s['seeds'])} seeds = {runs} fine-tuning runs, {workers} at a time. Its "
-        f"wall time here was {record['wall_seconds'] / 60:.1f} min{load_text(record)}; on {m['cpus']} cores of "
-        f"this speed it cannot take less than {cpu / m['cpus']:.0f} min, and a slower or busy machine takes longer."
+        f"wall time here was {record['wall_seconds'] / 60:.1f} min{load_text(record)}; {floor_text(record)}, and a "
+        "slower or busy machine takes longer."
     )
+
+
+def floor_text(record: dict[str, Any]) -> str:
+    """The least wall time the CPU time allows on the record's cores, and whether the run came close to it."""
+    cores = record["machine"]["cpus"]
+    floor = record["cpu_seconds"] / 60 / cores
+    if record["wall_seconds"] / 60 <= 1.1 * floor:
+        return f"that is close to the least its CPU time allows on {cores} cores of this speed ({floor:.1f} min)"
+    return f"on {cores} cores of this speed it cannot take less than {floor:.1f} min"
 
 
 def load_text(record: dict[str, Any]) -> str:

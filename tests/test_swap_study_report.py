@@ -167,6 +167,19 @@ def test_timing_says_when_the_cpu_time_is_a_lower_bound(record, says):
     assert says in timing({"wall_seconds": 600, "cpu_seconds": 120, **record})
 
 
+@pytest.mark.parametrize(
+    ("wall", "says"),
+    [
+        (1000, "close to the least its CPU time allows on 2 cores of this speed (16.5 min)"),
+        (2200, "on 2 cores of this speed it cannot take less than 16.5 min"),
+    ],
+)
+def test_the_run_time_is_set_against_what_the_cpu_time_allows(wall, says):
+    from report_swap_study import floor_text
+
+    assert says in floor_text({"wall_seconds": wall, "cpu_seconds": 1980, "machine": {"cpus": 2}})
+
+
 @pytest.mark.parametrize("study", ["swap_study", "swap_study_long", "recovery_validation", "swap_study_recovery"])
 def test_the_committed_summary_is_what_the_committed_measurements_give(study):
     """results.json's derived part (read by results.md, the plots and the README) is summarize() of its own record."""
