@@ -15,7 +15,7 @@ validation setting holds `data.validation_books` out of training and evaluates o
 chosen without the held-out books.
 
     python recipes/extend_sentence_encoder.py --setting quick        # under 3 minutes (CI)
-    python recipes/extend_sentence_encoder.py --setting validation   # about 25 minutes on 2 idle CPU cores
+    python recipes/extend_sentence_encoder.py --setting validation   # about 1 hour on 2 idle CPU cores (a sweep)
     python recipes/extend_sentence_encoder.py                        # default setting (about 4 hours on 2 CPU cores)
     python recipes/extend_sentence_encoder.py --model path/or/hub-id --set train.steps=200
 """
@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import copy
 import dataclasses
+import json
 import statistics
 import sys
 import time
@@ -230,11 +231,12 @@ class DistillationData:
 
 
 class Run:
-    """The measurements of one run, rewritten to --out_dir after every model, so an interrupted run keeps them."""
+    """The measurements of one run, rewritten to --out_dir after every model, so an interrupted run keeps them; with
+    `resume`, an interrupted run of the same settings in --out_dir goes on from its measured methods and arms."""
 
-    def __init__(self, settings: dict[str, Any], model: str, out_dir: Path, progress: bool):
+    def __init__(self, settings: dict[str, Any], model: str, out_dir: Path, progress: bool, resume: bool = False):
         self.settings, self.out_dir, self.progress = settings, out_dir, progress
-        self.started = time.perf_counter()
+        self.started, self.cpu_started = time.perf_counter(), time.process_time()
         self.record: dict[str, Any] = {
             "settings": settings,
             "model": model,
@@ -243,9 +245,36 @@ class Run:
             "fidelity": {},
             "training": {},
         }
+        self.earlier = self.resumed_record() if resume else None
+        if self.earlier:
+            self.record.update({key: self.earlier[key] for key in ("date", "methods", "fidelity", "training")})
+            self.record["sessions"] = self.earlier.get("sessions", 1) + 1
+
+    def resumed_record(self) -> dict[str, Any] | None:
+        """The record of an interrupted run in --out_dir with the same model and settings, None where there is none;
+        another run there is an error (a resumed run must not mix settings)."""
+        path = self.out_dir / "results.json"
+        if not path.is_file():
+            return None
+        earlier = json.loads(path.read_text())
+        if earlier.get("settings") != json.loads(json.dumps(self.settings)) or earlier.get("model") != self.model:
+            raise RecipeError(f"{path} holds a run with another model or settings; use another --out_dir.")
+        if earlier.get("finished"):
+            raise RecipeError(f"{path} holds a finished run; there is nothing to resume.")
+        return earlier
+
+    @property
+    def model(self) -> str:
+        return self.record["model"]
+
+    def measured(self, label: str) -> bool:
+        """Whether `label` was evaluated (in this session or the resumed one)."""
+        return label in self.record["methods"]
 
     def write(self) -> None:
-        self.record["wall_seconds"] = time.perf_counter() - self.started
+        earlier = self.earlier or {}
+        self.record["wall_seconds"] = earlier.get("wall_seconds", 0.0) + time.perf_counter() - self.started
+        self.record["cpu_seconds"] = earlier.get("cpu_seconds", 0.0) + time.process_time() - self.cpu_started
         write_report(self.record, self.out_dir)
 
     def evaluate(self, method: Method, groups: list) -> None:
@@ -267,6 +296,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", help=f"sentence-transformers folder or Hub id (default: the settings', {MINILM}).")
     parser.add_argument("--out_dir", default="outputs/long_embeddings", help="Report folder.")
     parser.add_argument("--models_dir", help="Where the converted models are saved (default: OUT_DIR/models).")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="Continue an interrupted run in OUT_DIR (same model and settings): keep its measured baselines and arms.",
+    )
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="Hide progress bars.")
     args = parser.parse_args(argv)
     if not args.progress:
@@ -297,14 +331,17 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as err:
         raise RecipeError(f"eval: {err}") from None
 
-    run = Run(settings, model, out_dir, args.progress)
+    run = Run(settings, model, out_dir, args.progress, args.resume)
     run.record.update(window=window, books={"train": train_books, "eval": eval_books},
                       tasks=describe_tasks(groups, ev, eval_books), precision=ev.get("precision", "fp32"))  # fmt: skip
     for method in baselines(original, window):
-        run.evaluate(method, [*groups, quote])
+        if not run.measured(method.label):
+            run.evaluate(method, [*groups, quote])
 
     examples = DistillationData(original, [data.text(book) for book in train_books], args.progress)
     for name, model_ in converted.items():
+        if run.measured(name) and name in run.record["training"] and (models_dir / name).is_dir():
+            continue  # trained, saved and evaluated before the resumed run was interrupted
         cfg = configs[name]
         student = copy.copy(original)
         student.model = model_

@@ -483,6 +483,48 @@ def test_per_arm_train_overrides_reach_the_distillation(tiny_folder, tmp_path):
     assert set(record["tasks"]) == {"passkey", "needle", "content"}
 
 
+def test_an_interrupted_run_resumes_with_what_it_measured(tiny_folder, tmp_path, monkeypatch):
+    """--resume keeps the interrupted run's baselines and finished arms, trains only the arm it lacks, and sums the
+    time; a finished run or other settings in --out_dir are refused before anything trains."""
+    from hf_posenc.training import RecipeError
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_RUN)
+    out = tmp_path / "out"
+    argv = ["--config", str(config), "--model", str(tiny_folder), "--out_dir", str(out), "--no-progress"]
+    run_recipe(argv)
+    first = json.loads((out / "results.json").read_text())
+    with pytest.raises(RecipeError, match="finished run"):
+        run_recipe([*argv, "--resume"])
+    interrupted = {**first, "finished": False}
+    interrupted["methods"] = {k: v for k, v in first["methods"].items() if k != "rope"}
+    (out / "results.json").write_text(json.dumps(interrupted))
+
+    module = recipe_module()
+    trained, evaluated = [], []
+    real_distill, real_evaluate = module.distill, module.evaluate_method
+
+    def distill(student, *args, **kwargs):
+        trained.append(student)
+        return real_distill(student, *args, **kwargs)
+
+    def evaluate(method, *args, **kwargs):
+        evaluated.append(method.label)
+        return real_evaluate(method, *args, **kwargs)
+
+    monkeypatch.setattr(module, "distill", distill)
+    monkeypatch.setattr(module, "evaluate_method", evaluate)
+    with pytest.raises(RecipeError, match="other model or settings"):
+        run_recipe([*argv, "--resume", "--set", "train.steps=4"])
+    run_recipe([*argv, "--resume"])
+    record = json.loads((out / "results.json").read_text())
+    assert len(trained) == 1 and evaluated == ["rope"]  # the baselines and the anchor arm were kept
+    assert record["finished"] and record["sessions"] == 2 and list(record["methods"]) == list(first["methods"])
+    assert record["training"]["anchor"] == first["training"]["anchor"] and record["date"] == first["date"]
+    assert record["wall_seconds"] > first["wall_seconds"] and record["cpu_seconds"] > first["cpu_seconds"]
+    assert "over 2 sessions" in (out / "results.md").read_text()
+
+
 def test_arms_with_the_same_data_key_share_one_teacher_pass(monkeypatch):
     import dataclasses
 
@@ -520,6 +562,9 @@ def test_the_recipe_names_tasks_that_cannot_collide_and_describes_them():
 
 
 def test_the_validation_setting_holds_training_books_out_and_evaluates_on_them():
+    import copy
+
+    from hf_posenc.embeddings import targets as rules
     from hf_posenc.training.config import load_settings
 
     module = recipe_module()
@@ -531,10 +576,17 @@ def test_the_validation_setting_holds_training_books_out_and_evaluates_on_them()
     assert set(train) == set(data.default_split()["train"]) - set(held)
     default = load_settings(RECIPES / "configs" / "long_embeddings_default.yaml")
     assert settings["train"] == default["train"]  # what is chosen here is what the default trains with
-    assert all(spec == default["encodings"][name] for name, spec in settings["encodings"].items())
     configs = module.train_configs(settings)
-    assert configs["anchor_contrastive"].trainable == "new_positions" and configs["rope_contrastive"].contrastive_weight
-    assert len({cfg.data_key for cfg in configs.values()}) == 1  # one teacher pass
+    families = {}
+    for name, spec in settings["encodings"].items():  # each arm: a default contrastive arm at another weight
+        family = rules.SWEPT.match(name)["family"]
+        families.setdefault(family, set()).add(configs[name].contrastive_weight)
+        assert configs[name].contrastive_weight == rules.swept_value(name)
+        mine, theirs = copy.deepcopy(spec), copy.deepcopy(default["encodings"][family])
+        mine["train"].pop("contrastive_weight"), theirs["train"].pop("contrastive_weight")
+        assert mine == theirs
+    assert families == {"anchor_contrastive": {0.0, 1.0, 4.0}, "rope_contrastive": {0.0, 1.0, 4.0}}
+    assert len({cfg.data_key for cfg in configs.values()}) == 2  # one teacher pass with queries, one without
     assert max(settings["eval"]["lengths"]) <= 2048 and set(module.split_books(default)[1]) == set(data.HELD_OUT)
 
 
@@ -612,6 +664,32 @@ def test_the_report_checks_the_targets_and_recommends_an_arm(tmp_path):
     assert report.readme_objective(record) == report.readme_training(record)
     assert report.readme_findings(record).startswith("- Deploy **anchor**")
     assert "| anchor |" in report.readme_evaluation(record) and "anchor (learned" not in report.results_readme(record)
+
+
+def test_a_sweep_picks_each_family_s_value_by_the_recommendation_rule(tmp_path):
+    from hf_posenc.embeddings import report
+    from hf_posenc.embeddings import targets as rules
+
+    record = hand_made_record(
+        {"rope_contrastive_w0": (0.95, 0.9), "rope_contrastive_w1": (0.93, 0.85), "rope_contrastive_w4": (0.9, 0.8),
+         "anchor_contrastive_w0": (1.0, 1.0), "anchor_contrastive_w1": (1.0, 1.0), "alibi": (0.9, 0.8)},
+        {"original, 256-token chunks mean-pooled": (0.3, 0.3), "rope_contrastive_w0": (0.3, 0.3),
+         "rope_contrastive_w1": (0.5, 0.4), "rope_contrastive_w4": (0.6, 0.5), "anchor_contrastive_w0": (0.3, 0.2),
+         "anchor_contrastive_w1": (0.35, 0.3), "alibi": (0.9, 0.9)},
+    )  # fmt: skip
+    choices = rules.sweep_choices(record)
+    assert set(choices) == {"rope_contrastive", "anchor_contrastive"}  # alibi is not swept
+    # no rope arm keeps the window: of those ahead of chunk-mean (w1, w4) the one that keeps it best
+    assert choices["rope_contrastive"][0] == "rope_contrastive_w1"
+    # both anchors keep the window: the better content score, though alibi (not in the family) is better still
+    assert choices["anchor_contrastive"][0] == "anchor_contrastive_w1" == rules.recommend(record)[0]
+    assert rules.swept_value("anchor_contrastive_w1") == 1.0 and rules.swept_value("rope_w0p25") == 0.25
+    with pytest.raises(ValueError, match="not a swept arm"):
+        rules.swept_value("rope")
+    text = "\n".join(report.markdown(record))
+    assert "- rope_contrastive: **rope_contrastive_w1**" in text and "- anchor_contrastive: **" in text
+    del record["methods"]["rope_contrastive_w4"], record["methods"]["rope_contrastive_w1"]
+    assert set(rules.sweep_choices(record)) == {"anchor_contrastive"}  # one measured arm is no sweep
 
 
 def test_quick_setting_end_to_end(tmp_path):

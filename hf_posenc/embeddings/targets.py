@@ -7,7 +7,9 @@ baselines labelled "original, ..."), `fidelity` (converted arm: cosine to the or
 
 from __future__ import annotations
 
+import re
 import statistics
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,12 +181,14 @@ def _synthetic(record: dict[str, Any], name: str) -> float:
     return statistics.fmean(values) if values else 0.0
 
 
-def recommend(record: dict[str, Any]) -> tuple[str | None, str]:
-    """The arm to deploy and why. Among the arms that meet the in-window targets (mean and min cosine, quote
-    retrieval), the one with the best content top-1 at the two longest lengths (ties: passkey and needle there).
-    Where none meets them, the best trade-off: of the arms whose content score beats chunk-and-mean-pool's, the one
-    that keeps the window best (highest mean cosine); where none beats it, the best content score."""
+def recommend(record: dict[str, Any], among: Collection[str] | None = None) -> tuple[str | None, str]:
+    """The arm to deploy (of `among`, default every converted arm) and why. Among the arms that meet the in-window
+    targets (mean and min cosine, quote retrieval), the one with the best content top-1 at the two longest lengths
+    (ties: passkey and needle there). Where none meets them, the best trade-off: of the arms whose content score beats
+    chunk-and-mean-pool's, the one that keeps the window best (highest mean cosine); where none beats it, the best
+    content score."""
     points = [p for p in tradeoff(record) if p["score"] is not None and p["cosine"] is not None]
+    points = [p for p in points if among is None or p["name"] in among]
     if not points:
         return None, "no converted arm has both an in-window cosine and a content score yet"
     keepers = [p for p in points if keeps_window(record, p["name"])]
@@ -212,3 +216,25 @@ def recommend(record: dict[str, Any]) -> tuple[str | None, str]:
 
 def _lengths(record: dict[str, Any]) -> str:
     return " and ".join(f"{n:,}" for n in long_lengths(record))
+
+
+SWEPT = re.compile(r"^(?P<family>.+)_w(?P<value>\d+(?:p\d+)?)$")  # "rope_contrastive_w1": rope_contrastive at weight 1
+
+
+def sweep_choices(record: dict[str, Any]) -> dict[str, tuple[str | None, str]]:
+    """For each family of swept arms (named `<family>_w<value>`, as in the validation setting, with `p` for a decimal
+    point), the arm `recommend` picks among that family's arms, and why: the value the default setting's `<family>`
+    arm takes."""
+    families: dict[str, list[str]] = {}
+    for name in converted(record):
+        if match := SWEPT.match(name):
+            families.setdefault(match["family"], []).append(name)
+    return {family: recommend(record, names) for family, names in families.items() if len(names) > 1}
+
+
+def swept_value(name: str) -> float:
+    """The swept value in an arm's name: `rope_contrastive_w0p5` -> 0.5."""
+    match = SWEPT.match(name)
+    if match is None:
+        raise ValueError(f"{name!r} is not a swept arm (<family>_w<value>).")
+    return float(match["value"].replace("p", "."))
