@@ -54,6 +54,7 @@ from hf_posenc.embeddings import (
     save_sentence_encoder,
 )
 from hf_posenc.embeddings.report import add_card_section, write_report
+from hf_posenc.embeddings.targets import SWEPT, swept_value
 from hf_posenc.modeling.posenc_base import PositionEncodingError
 from hf_posenc.training import RecipeError, run_cli, silence_progress_bars
 from hf_posenc.training.config import load_settings
@@ -98,6 +99,11 @@ def train_configs(settings: dict[str, Any]) -> dict[str, DistillConfig]:
             configs[name] = DistillConfig(**{**base, **overrides}).check()
         except (TypeError, ValueError) as err:
             raise RecipeError(f"{where}: {err}") from None
+        if SWEPT.match(name) and swept_value(name) != configs[name].contrastive_weight:
+            raise RecipeError(
+                f"encodings.{name}: a swept arm's name gives its contrastive_weight ({swept_value(name):g}); it "
+                f"trains with {configs[name].contrastive_weight:g}. Rename the arm or set the weight its name says."
+            )
     return configs
 
 
@@ -234,9 +240,11 @@ class Run:
     """The measurements of one run, rewritten to --out_dir after every model, so an interrupted run keeps them; with
     `resume`, an interrupted run of the same settings in --out_dir goes on from its measured methods and arms."""
 
-    def __init__(self, settings: dict[str, Any], model: str, out_dir: Path, progress: bool, resume: bool = False):
+    def __init__(
+        self, settings: dict[str, Any], model: str, out_dir: Path, progress: bool, resume: bool, clocks: tuple
+    ):
         self.settings, self.out_dir, self.progress = settings, out_dir, progress
-        self.started, self.cpu_started = time.perf_counter(), time.process_time()
+        self.started, self.cpu_started = clocks  # perf_counter and process_time when the session began
         self.record: dict[str, Any] = {
             "settings": settings,
             "model": model,
@@ -275,6 +283,8 @@ class Run:
         earlier = self.earlier or {}
         self.record["wall_seconds"] = earlier.get("wall_seconds", 0.0) + time.perf_counter() - self.started
         self.record["cpu_seconds"] = earlier.get("cpu_seconds", 0.0) + time.process_time() - self.cpu_started
+        # a record written before CPU time was recorded makes the sum a lower bound
+        self.record["cpu_complete"] = not earlier or ("cpu_seconds" in earlier and earlier.get("cpu_complete", True))
         write_report(self.record, self.out_dir)
 
     def evaluate(self, method: Method, groups: list) -> None:
@@ -303,6 +313,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="Hide progress bars.")
     args = parser.parse_args(argv)
+    clocks = time.perf_counter(), time.process_time()
     if not args.progress:
         silence_progress_bars()
     config = args.config or HERE / "configs" / f"long_embeddings_{args.setting}.yaml"
@@ -331,7 +342,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as err:
         raise RecipeError(f"eval: {err}") from None
 
-    run = Run(settings, model, out_dir, args.progress, args.resume)
+    run = Run(settings, model, out_dir, args.progress, args.resume, clocks)
     run.record.update(window=window, books={"train": train_books, "eval": eval_books},
                       tasks=describe_tasks(groups, ev, eval_books), precision=ev.get("precision", "fp32"))  # fmt: skip
     for method in baselines(original, window):
@@ -341,7 +352,8 @@ def main(argv: list[str] | None = None) -> None:
     examples = DistillationData(original, [data.text(book) for book in train_books], args.progress)
     for name, model_ in converted.items():
         if run.measured(name) and name in run.record["training"] and (models_dir / name).is_dir():
-            continue  # trained, saved and evaluated before the resumed run was interrupted
+            add_card_section(models_dir / name, run.record, name)  # measured before the interruption; card redone
+            continue
         cfg = configs[name]
         student = copy.copy(original)
         student.model = model_
@@ -354,7 +366,9 @@ def main(argv: list[str] | None = None) -> None:
         run.record["fidelity"][name] = fidelity(original, reloaded, quote.documents, window)  # fp32 always
         run.evaluate(Method(name, reloaded, "truncate", max_length), [*groups, quote])
         add_card_section(saved, run.record, name)  # the saved folder's model card gets its retrieval table
-    run.record["teacher_passes"] = len(examples.built)
+    run.record["teacher_passes"] = len({configs[name].data_key for name in converted})  # over every session
+    order = [method.label for method in baselines(original, window)] + list(converted)
+    run.record["methods"] = {label: run.record["methods"][label] for label in order}  # settings' order on a resume
     run.record["finished"] = True
     run.write()
     print(f"wrote {out_dir / 'results.md'} in {run.record['wall_seconds'] / 60:.1f} min; models in {models_dir}")

@@ -246,7 +246,7 @@ def sweep_lines(record: dict[str, Any]) -> list[str]:
     choices = rules.sweep_choices(record)
     if not choices:
         return []
-    lines = ["", "Each swept family's choice, by the same rule among its own arms (the default setting takes it):", ""]
+    lines = ["", "Each swept family's choice, by the same rule among its own arms (for the default setting's arm):", ""]
     for family, (name, why) in choices.items():
         lines.append(f"- {family}: " + (f"none yet ({why})" if name is None else f"**{name}**: {why}"))
     return lines
@@ -332,7 +332,7 @@ def readme_results(record: dict[str, Any]) -> str:
     lines = [
         f"**The evaluation** reads {_titles(record['books']['eval'])}, never trained on. Every row is measured side "
         "by side in one run ([results/long_embeddings/results.md](results/long_embeddings/results.md), "
-        f"{record['wall_seconds'] / 60:.0f} min, {record['date'][:10]}):",
+        f"{_run_time(record)}, {record['date'][:10]}):",
         "",
         *task_rows(record),
         "",
@@ -387,7 +387,7 @@ def results_run(record: dict[str, Any]) -> str:
         [
             "`results/long_embeddings/` (results.json, results.md, results.png, results_tradeoff.png) is one run of "
             f"the default setting (`recipes/configs/long_embeddings_default.yaml`) on {record['date'][:10]}: "
-            f"{record['wall_seconds'] / 60:.1f} min wall{'' if record.get('finished') else ', unfinished'}. It "
+            f"{_run_time(record)}. It "
             f"measures the original {record['model']} ({and_join(measured)}) side by side with {and_join(arms)}.",
             "",
             f"The tasks read {_titles(record['books']['eval'])}, never trained on: "
@@ -541,7 +541,8 @@ def _targets_text() -> str:
 
 def _run_time(record: dict[str, Any]) -> str:
     """Wall and CPU minutes (summed over the sessions of a resumed run), and whether the run finished."""
-    cpu = f", {record['cpu_seconds'] / 60:.1f} min CPU" if "cpu_seconds" in record else ""
+    lower = "" if record.get("cpu_complete", True) else "at least "
+    cpu = f", {lower}{record['cpu_seconds'] / 60:.1f} min CPU" if "cpu_seconds" in record else ""
     sessions = f" over {record['sessions']} sessions" if record.get("sessions", 1) > 1 else ""
     done = "" if record.get("finished") else ", unfinished"
     return f"{record.get('wall_seconds', 0) / 60:.1f} min wall{cpu}{sessions}{done}"
