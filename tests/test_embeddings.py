@@ -674,6 +674,36 @@ def test_the_report_checks_the_targets_and_recommends_an_arm(tmp_path):
     assert "| anchor |" in report.readme_evaluation(record) and "anchor (learned" not in report.results_readme(record)
 
 
+def test_the_margin_over_chunking_is_a_paired_test_over_the_queries():
+    from hf_posenc.embeddings import targets as rules
+
+    record = hand_made_record({"rope": (0.9, 0.8)}, {})
+    chunk = "original, 256-token chunks mean-pooled"
+
+    def set_ranks(label, length, ranks):
+        for row in record["methods"][label]["groups"]:
+            if row["task"] == "content" and row["length"] == length:
+                row["ranks"], row["accuracy"] = ranks, sum(r == 1 for r in ranks) / len(ranks)
+        record["methods"][label]["summary"]["content"][str(length)] = sum(r == 1 for r in ranks) / len(ranks)
+
+    set_ranks(chunk, 2048, [1] * 30 + [2] * 70)  # 30% against 60%: separated
+    set_ranks("rope", 2048, [1] * 60 + [3] * 40)
+    set_ranks(chunk, 4096, [1, 2, 2, 2, 2])  # 20% against 40% on 5 queries: not separated
+    set_ranks("rope", 4096, [1, 1, 2, 2, 2])
+    wide = rules.gain(record, "rope", chunk, "content", 4096)
+    narrow = rules.gain(record, "rope", chunk, "content", 2048)
+    assert narrow.mean == pytest.approx(0.3) and narrow.low > 0.15 and narrow.high < 0.45
+    assert wide.mean == pytest.approx(0.2) and wide.low < 0 < wide.high
+    checks = {c.target: c for c in rules.issue26_checks(record, "rope")}
+    assert checks["content at 2,048 >= chunk-and-mean-pool + 10 points"].met
+    assert "+30.0 points [" in checks["content at 2,048 >= chunk-and-mean-pool + 10 points"].numbers
+    assert checks["content at 4,096 >= chunk-and-mean-pool + 10 points"].met is False  # 20 points, but not separated
+    assert rules.gain(record, "rope", chunk, "passkey", 2048) is None  # no ranks recorded
+    assert "of the arms that beat" in rules.recommend(record)[1]  # 35 queries ahead of 105: separated
+    set_ranks("rope", 2048, [1] * 31 + [3] * 69)  # 1 query ahead: by the mean only
+    assert "none beats chunk-and-mean-pool" in rules.recommend(record)[1]
+
+
 def test_a_sweep_picks_each_family_s_value_by_the_recommendation_rule(tmp_path):
     from hf_posenc.embeddings import report
     from hf_posenc.embeddings import targets as rules

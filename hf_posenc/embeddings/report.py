@@ -161,21 +161,27 @@ def tradeoff_rows(record: dict[str, Any]) -> list[str]:
     """In-window mean cosine against content top-1 at the two longest lengths: the converted arms, then the
     baselines (cosine 1: they are the original)."""
     lengths = rules.long_lengths(record)
+    truncated, chunked = rules.baselines(record)
+    longest = f" at {lengths[-1]:,} (paired, 95%)" if lengths else ""
     lines = [
         "| model | in-window mean cosine | "
         + " | ".join(f"content top-1 at {n:,}" for n in lengths)
-        + " | mean | on the front |",
-        "|---" * (len(lengths) + 4) + "|",
+        + f" | mean | on the front | vs chunk-and-mean-pool{longest} |",
+        "|---" * (len(lengths) + 5) + "|",
     ]
     for point in rules.tradeoff(record):
         cosine = "n/a" if point["cosine"] is None else f"{point['cosine']:.4f}"
         cells = [_pct(point["content"][n]) for n in lengths]
         front = "yes" if point["pareto"] else "no"
-        lines.append(f"| {point['name']} | {cosine} | " + " | ".join(cells) + f" | {_pct(point['score'])} | {front} |")
-    truncated, chunked = rules.baselines(record)
+        diff = rules.gain(record, point["name"], chunked, rules.CONTENT, lengths[-1]) if lengths else None
+        versus = "n/a" if diff is None else rules.points(diff)
+        lines.append(
+            f"| {point['name']} | {cosine} | " + " | ".join(cells) + f" | {_pct(point['score'])} | {front} | {versus} |"
+        )
     for label in [*truncated, *([chunked] if chunked else [])]:
         cells = [_pct(rules.top1(record, label, rules.CONTENT, n)) for n in lengths]
-        lines.append(f"| {label} | 1 | " + " | ".join(cells) + f" | {_pct(rules.content_score(record, label))} | - |")
+        score = _pct(rules.content_score(record, label))
+        lines.append(f"| {label} | 1 | " + " | ".join(cells) + f" | {score} | - | - |")
     return lines
 
 
