@@ -726,6 +726,10 @@ def test_a_sweep_picks_each_family_s_value_by_the_recommendation_rule(tmp_path):
         rules.swept_value("rope")
     text = "\n".join(report.markdown(record))
     assert "- rope_contrastive: **rope_contrastive_w1**" in text and "- anchor_contrastive: **" in text
+    readme = report.readme_validation(record)  # the README's block: one row per arm and the chunking baseline
+    assert "| rope_contrastive_w4 | 4 | 0.9000 / 0.8000 | 60.0% | 50.0% |" in readme
+    assert "| 256-token chunks mean-pooled | - | 1 / 1 (the original) | 30.0% | 30.0% | - |" in readme
+    assert "- rope_contrastive: **rope_contrastive_w1**" in readme and "| alibi | - |" in readme
     del record["methods"]["rope_contrastive_w4"], record["methods"]["rope_contrastive_w1"]
     assert set(rules.sweep_choices(record)) == {"anchor_contrastive"}  # one measured arm is no sweep
 

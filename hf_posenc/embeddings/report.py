@@ -403,6 +403,49 @@ def results_run(record: dict[str, Any]) -> str:
     )
 
 
+def readme_validation(record: dict[str, Any]) -> str:
+    """The validation setting's sweep (`--setting validation`): per swept arm, its weight, the window kept, content
+    retrieval at the two longest lengths and the difference from chunk-and-mean-pool at the longest (paired, 95%),
+    passkey and needle there; then each family's choice by the recommendation rule."""
+    lengths = rules.long_lengths(record)
+    longest = lengths[-1]
+    _, chunked = rules.baselines(record)
+    books = _titles(record["books"]["eval"])
+    content = record["tasks"]["content"]["lengths"][str(longest)]
+    lines = [
+        f"The contrastive weight was chosen on a validation split: {books} held out of distillation and evaluated "
+        "(the held-out books are not read), every arm trained as the default setting trains it "
+        "(`python recipes/extend_sentence_encoder.py --setting validation`, "
+        "[`results/long_embeddings_validation/`](results/long_embeddings_validation/results.md), "
+        f"{_run_time(record)}). Content retrieval among {content['candidates']} distinct documents "
+        f"({content['queries']} queries per length); passkey and needle with "
+        f"{record['tasks']['passkey']['lengths'][str(longest)]['candidates']} candidates:",
+        "",
+        "| arm | contrastive weight | in-window mean / min cosine | "
+        + " | ".join(f"content {n:,}" for n in lengths)
+        + f" | vs chunk-and-mean-pool at {longest:,} | passkey / needle {longest:,} |",
+        "| --- " * (len(lengths) + 5) + "|",
+    ]
+    for name in [*rules.converted(record), chunked]:
+        if name is None:
+            continue
+        fid = record["fidelity"].get(name, {})
+        cosine = f"{fid['mean_cosine']:.4f} / {fid['min_cosine']:.4f}" if fid else "1 / 1 (the original)"
+        weight = f"{rules.swept_value(name):g}" if rules.SWEPT.match(name) else "-"
+        cells = [_pct(rules.top1(record, name, rules.CONTENT, n)) for n in lengths]
+        diff = rules.gain(record, name, chunked, rules.CONTENT, longest) if name != chunked else None
+        synthetic = " / ".join(_pct(rules.top1(record, name, task, longest)) for task in rules.SYNTHETIC)
+        label = name if name != chunked else name.removeprefix("original, ")
+        lines.append(
+            f"| {label} | {weight} | {cosine} | " + " | ".join(cells)
+            + f" | {'-' if diff is None else rules.points(diff)} | {synthetic} |"
+        )  # fmt: skip
+    lines.append("")
+    for family, (name, why) in rules.sweep_choices(record).items():
+        lines.append(f"- {family}: " + (f"none yet ({why})." if name is None else f"**{name}**: {why}."))
+    return "\n".join(lines)
+
+
 def plot(record: dict[str, Any], path: Path) -> None:
     """Top-1 accuracy against length, one panel per retrieval task, chance dotted."""
     import matplotlib
