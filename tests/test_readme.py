@@ -62,6 +62,7 @@ CHANGES = {
     "long-embeddings-findings": ("long_embeddings", ("fidelity", "alibi", "mean_cosine"), 0.91),
     "long-embeddings-run": ("long_embeddings", ("wall_seconds",), 900.0),
     "long-embeddings-cost": ("embedding_cost", ("rows", 6, "peak_bytes"), 2**30),
+    "long-embeddings-validation": ("long_embeddings_validation", ("wall_seconds",), 600.0),
     "bart-denoising-setup": ("bart_denoising", ("seconds",), 600.0),
     "bart-denoising-table": ("bart_denoising", ("results", "alibi", "200", "4", "kept_accuracy"), 0.5),
     "bart-denoising-findings": ("bart_denoising", ("results", "rope", "200", "1", "kept_accuracy"), 0.31),

@@ -197,6 +197,9 @@ RESULTS: dict[str, Callable[[Path], str]] = {
     "long-embeddings-evaluation": lambda root: _embeddings().readme_evaluation(results(root, "long_embeddings")),
     "long-embeddings-findings": lambda root: _embeddings().readme_findings(results(root, "long_embeddings")),
     "long-embeddings-cost": lambda root: _embed_cost().readme_block(results(root, "embedding_cost")),
+    "long-embeddings-validation": lambda root: _embeddings().readme_validation(
+        results(root, "long_embeddings_validation")
+    ),
     "bart-denoising-setup": lambda root: recipe("bart_denoising_demo").readme_setup(results(root, "bart_denoising")),
     "bart-denoising-table": lambda root: recipe("bart_denoising_demo").readme_table(results(root, "bart_denoising")),
     "bart-denoising-findings": lambda root: recipe("bart_denoising_demo").readme_findings(
