@@ -693,6 +693,9 @@ def test_the_report_checks_the_targets_and_recommends_an_arm(tmp_path):
     assert (tmp_path / "results_tradeoff.png").stat().st_size > 0 and (tmp_path / "results.png").stat().st_size > 0
     # the README renderers of the committed run hand a record of this shape to the new ones
     assert report.readme_objective(record) == report.readme_training(record)
+    assert "No arm has the contrastive term" in report.readme_training(record)
+    record["training"]["rope"]["config"] = {"contrastive_weight": 0.5}
+    assert "A contrastive arm adds an InfoNCE term" in report.readme_training(record)
     assert report.readme_findings(record).startswith("- Deploy **anchor**")
     assert "| anchor |" in report.readme_evaluation(record) and "anchor (learned" not in report.results_readme(record)
 

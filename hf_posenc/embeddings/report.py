@@ -321,8 +321,14 @@ def readme_training(record: dict[str, Any]) -> str:
             f"({_titles(record['books']['train'])}). Each optimizer step takes short spans "
             f"({cfg.min_short_tokens}-{cfg.chunk_length - 2} tokens, target: the original's own embedding, which "
             "keeps the window) and long spans (target: the original's chunk-and-mean-pool embedding, learned in one "
-            "pass). A contrastive arm adds an InfoNCE term: each long span's own sentences, embedded by the "
-            "original, must find it among the batch's long spans. Top-level settings: "
+            "pass). "
+            + (
+                "A contrastive arm adds an InfoNCE term: each long span's own sentences, embedded by the original, "
+                "must find it among the batch's long spans. "
+                if any(t.get("config", {}).get("contrastive_weight") for t in record["training"].values())
+                else "No arm has the contrastive term (`contrastive_weight` 0, as the validation sweep chose). "
+            )
+            + "Top-level settings: "
             f"{cfg.steps} steps, {cfg.long_batch} x {cfg.long_length:,}-token long spans, learning rate "
             f"{cfg.learning_rate:g}; each arm's overrides below.",
             "",
