@@ -615,8 +615,9 @@ def test_the_default_takes_the_committed_validation_sweep_s_choices():
     assert set(choices) == {"anchor_contrastive", "rope_contrastive"}
     for family, (name, _) in choices.items():
         weight = rules.swept_value(name)
-        if weight == 0:
+        if weight == 0:  # the term stays off in every default arm
             assert family not in default
+            assert not any(((spec or {}).get("train") or {}).get("contrastive_weight") for spec in default.values())
         else:
             assert default[family]["train"]["contrastive_weight"] == weight
 
@@ -725,6 +726,12 @@ def test_the_margin_over_chunking_is_a_paired_test_over_the_queries():
     assert "+30.0 points [" in checks["content at 2,048 >= chunk-and-mean-pool + 10 points"].numbers
     assert checks["content at 4,096 >= chunk-and-mean-pool + 10 points"].met is False  # 20 points, but not separated
     assert rules.gain(record, "rope", chunk, "passkey", 2048) is None  # no ranks recorded
+    assert rules.versus(record, "rope", chunk, "content", 2048).startswith("+30.0 points [")
+    assert "McNemar p" in rules.versus(record, "rope", chunk, "content", 2048)
+    # few differing queries: the bootstrap interval clears 0, the exact test does not, so it is not separated
+    few, none = [1.0] * 4 + [0.0] * 28, [0.0] * 32
+    assert rules.paired_difference([few], [none]).low > 0 and not rules.separated(few, none)
+    assert rules.separated([1.0] * 10 + [0.0] * 22, none)
     assert "of the arms that beat" in rules.recommend(record)[1]  # 35 queries ahead of 105: separated
     set_ranks("rope", 2048, [1] * 31 + [3] * 69)  # 1 query ahead: by the mean only
     assert "none beats chunk-and-mean-pool" in rules.recommend(record)[1]
@@ -756,6 +763,8 @@ def test_a_sweep_picks_each_family_s_value_by_the_recommendation_rule(tmp_path):
     assert "| rope_contrastive_w4 | 4 | 0.9000 / 0.8000 | 60.0% | 50.0% |" in readme
     assert "| 256-token chunks mean-pooled | - | 1 / 1 (the original) | 30.0% | 30.0% | - |" in readme
     assert "- rope_contrastive: **rope_contrastive_w1**" in readme and "| alibi | - |" in readme
+    record["methods"]["anchor_contrastive_w0"]["summary"]["content"] = {"2048": 0.35, "4096": 0.3}  # as w1
+    assert "tied with anchor_contrastive_w1 on content" in rules.sweep_choices(record)["anchor_contrastive"][1]
     del record["methods"]["rope_contrastive_w4"], record["methods"]["rope_contrastive_w1"]
     assert set(rules.sweep_choices(record)) == {"anchor_contrastive"}  # one measured arm is no sweep
 

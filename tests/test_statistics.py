@@ -97,3 +97,14 @@ def test_within_is_a_test_on_the_upper_end():
 def test_gap_closed():
     assert gap_closed(1.0, 0.05) == pytest.approx(0.95)
     assert gap_closed(1.0, 1.0) == 0.0
+
+
+def test_mcnemar_is_the_exact_binomial_test_of_the_discordant_pairs():
+    from hf_posenc.evaluation.statistics import mcnemar_p
+
+    assert mcnemar_p([1, 1, 1, 1, 0], [0, 0, 0, 0, 0]) == pytest.approx(0.125)  # 4 of 4 one way: 2 x 0.5^4
+    assert mcnemar_p([1, 1, 1, 1, 1, 0], [0, 0, 0, 0, 0, 0]) == pytest.approx(0.0625)
+    assert mcnemar_p([1, 0, 1, 1], [1, 0, 1, 1]) == 1.0  # no discordant pair
+    assert mcnemar_p([1, 0], [0, 1]) == pytest.approx(1.0)  # one each way
+    with pytest.raises(ValueError):
+        mcnemar_p([1, 0], [1])

@@ -173,8 +173,7 @@ def tradeoff_rows(record: dict[str, Any]) -> list[str]:
         cosine = "n/a" if point["cosine"] is None else f"{point['cosine']:.4f}"
         cells = [_pct(point["content"][n]) for n in lengths]
         front = "yes" if point["pareto"] else "no"
-        diff = rules.gain(record, point["name"], chunked, rules.CONTENT, lengths[-1]) if lengths else None
-        versus = "n/a" if diff is None else rules.points(diff)
+        versus = rules.versus(record, point["name"], chunked, rules.CONTENT, lengths[-1]) if lengths else "n/a"
         lines.append(
             f"| {point['name']} | {cosine} | " + " | ".join(cells) + f" | {_pct(point['score'])} | {front} | {versus} |"
         )
@@ -326,7 +325,7 @@ def readme_training(record: dict[str, Any]) -> str:
                 "A contrastive arm adds an InfoNCE term: each long span's own sentences, embedded by the original, "
                 "must find it among the batch's long spans. "
                 if any(t.get("config", {}).get("contrastive_weight") for t in record["training"].values())
-                else "No arm has the contrastive term (`contrastive_weight` 0, as the validation sweep chose). "
+                else "No arm has the contrastive term (`contrastive_weight` 0). "
             )
             + "Top-level settings: "
             f"{cfg.steps} steps, {cfg.long_batch} x {cfg.long_length:,}-token long spans, learning rate "
@@ -409,6 +408,17 @@ def results_run(record: dict[str, Any]) -> str:
     )
 
 
+def _long_spans(record: dict[str, Any]) -> str:
+    """'4 x 1,024 tokens per step (...)' as the record's arms trained (the distinct shapes, joined)."""
+    configs = [t["config"] for t in record["training"].values() if "config" in t]
+    shapes = {(c["long_batch"], c["long_length"]) for c in configs}
+    if not shapes:
+        return "as the record does not say (no training configs)"
+    return " and ".join(f"{b} x {n:,} tokens per step" for b, n in sorted(shapes)) + (
+        " (the contrastive term's negatives are the batch's other long spans)"
+    )
+
+
 def readme_validation(record: dict[str, Any]) -> str:
     """The validation setting's sweep (`--setting validation`): per swept arm, its weight, the window kept, content
     retrieval at the two longest lengths and the difference from chunk-and-mean-pool at the longest (paired, 95%),
@@ -420,10 +430,10 @@ def readme_validation(record: dict[str, Any]) -> str:
     content = record["tasks"]["content"]["lengths"][str(longest)]
     lines = [
         f"The contrastive weight was chosen on a validation split: {books} held out of distillation and evaluated "
-        "(the held-out books are not read), every arm trained as the default setting trains it "
-        "(`python recipes/extend_sentence_encoder.py --setting validation`, "
+        "(the held-out books are not read; `python recipes/extend_sentence_encoder.py --setting validation`, "
         "[`results/long_embeddings_validation/`](results/long_embeddings_validation/results.md), "
-        f"{_run_time(record)}). Content retrieval among {content['candidates']} distinct documents "
+        f"{_run_time(record)}). Every arm trains with the default setting's training settings except its long spans: "
+        f"{_long_spans(record)}. Content retrieval among {content['candidates']} distinct documents "
         f"({content['queries']} queries per length); passkey and needle with "
         f"{record['tasks']['passkey']['lengths'][str(longest)]['candidates']} candidates:",
         "",
@@ -439,12 +449,12 @@ def readme_validation(record: dict[str, Any]) -> str:
         cosine = f"{fid['mean_cosine']:.4f} / {fid['min_cosine']:.4f}" if fid else "1 / 1 (the original)"
         weight = f"{rules.swept_value(name):g}" if rules.SWEPT.match(name) else "-"
         cells = [_pct(rules.top1(record, name, rules.CONTENT, n)) for n in lengths]
-        diff = rules.gain(record, name, chunked, rules.CONTENT, longest) if name != chunked else None
+        versus = rules.versus(record, name, chunked, rules.CONTENT, longest) if name != chunked else "-"
         synthetic = " / ".join(_pct(rules.top1(record, name, task, longest)) for task in rules.SYNTHETIC)
         label = name if name != chunked else name.removeprefix("original, ")
         lines.append(
             f"| {label} | {weight} | {cosine} | " + " | ".join(cells)
-            + f" | {'-' if diff is None else rules.points(diff)} | {synthetic} |"
+            + f" | {versus} | {synthetic} |"
         )  # fmt: skip
     lines.append("")
     for family, (name, why) in rules.sweep_choices(record).items():

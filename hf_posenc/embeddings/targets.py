@@ -13,7 +13,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from ..evaluation.statistics import Interval, paired_difference
+from ..evaluation.statistics import Interval, mcnemar_p, paired_difference
 
 # E5-Base-4k (E5-Base with its absolute table extended to 4,096 positions by anchors, then only the new rows trained)
 # on LongEmbed's passkey and needle, top-1 accuracy by document length.
@@ -137,16 +137,31 @@ def points(interval: Interval) -> str:
     return f"{100 * interval.mean:+.1f} points [{100 * interval.low:+.1f}, {100 * interval.high:+.1f}]"
 
 
+def separated(mine: list[float], theirs: list[float]) -> bool:
+    """Whether `mine` beats `theirs` on the same queries: the paired bootstrap interval above 0 and the exact McNemar
+    test under 0.05 (the bootstrap alone is too narrow when few queries differ)."""
+    return paired_difference([mine], [theirs]).low > 0 and mcnemar_p(mine, theirs) < 0.05
+
+
+def versus(record: dict[str, Any], label: str, reference: str | None, task: str, length: int) -> str:
+    """'+12.5 points [-5.3, +30.3], McNemar p 0.23' (`gain` and the exact test), 'n/a' where not measured."""
+    difference = gain(record, label, reference, task, length)
+    if difference is None or reference is None:
+        return "n/a"
+    p = mcnemar_p(hits(record, label, task, length), hits(record, reference, task, length))
+    return f"{points(difference)}, McNemar p {p:.2g}"
+
+
 def _over_chunk(record: dict[str, Any], name: str, task: str, length: int, issue: int) -> Check:
-    """At least 10 points over chunk-and-mean-pool, and the difference separated from 0 by the paired test."""
+    """At least 10 points over chunk-and-mean-pool, and ahead of it by the paired tests (`separated`)."""
     chunk_label = baselines(record)[1]
     mine, chunk = top1(record, name, task, length), top1(record, chunk_label, task, length)
     bound = None if chunk is None else chunk + OVER_CHUNK_MEAN
     difference = gain(record, name, chunk_label, task, length)
     met = _at_least(mine, bound)
-    if met and difference is not None and not difference.low > 0:
+    if met and difference is not None and not separated(*(hits(record, x, task, length) for x in (name, chunk_label))):
         met = False  # ahead by the point estimate, not by the test
-    tested = "" if difference is None else f"; difference {points(difference)}"
+    tested = "" if difference is None else f"; difference {versus(record, name, chunk_label, task, length)}"
     return Check(
         issue,
         f"{task} at {length:,} >= chunk-and-mean-pool + {100 * OVER_CHUNK_MEAN:.0f} points",
@@ -227,6 +242,7 @@ def recommend(record: dict[str, Any], among: Collection[str] | None = None) -> t
         return best["name"], (
             "it meets the in-window targets and has the best content retrieval at "
             f"{_lengths(record)} tokens of the arms that do ({_pct(best['score'])})"
+            + _tie(best, keepers, "passkey and needle there")
         )
     chunk = content_score(record, baselines(record)[1]) if baselines(record)[1] else None
     ahead = [p for p in points if chunk is not None and _ahead(record, p["name"], p["score"] - chunk)]
@@ -242,7 +258,14 @@ def recommend(record: dict[str, Any], among: Collection[str] | None = None) -> t
         "best trade-off, as no arm meets the in-window targets and none beats chunk-and-mean-pool on content (by the "
         "paired test over the queries): it has "
         f"the best content retrieval at {_lengths(record)} tokens ({_pct(best['score'])})"
+        + _tie(best, points, "the higher in-window cosine")
     )
+
+
+def _tie(best: dict[str, Any], points: list[dict[str, Any]], breaker: str) -> str:
+    """', tied with X on content; the tie goes to <breaker>' where other arms have the best one's content score."""
+    tied = [p["name"] for p in points if p is not best and abs(p["score"] - best["score"]) <= EPSILON]
+    return f", tied with {' and '.join(tied)} on content; the tie goes to {breaker}" if tied else ""
 
 
 def _ahead(record: dict[str, Any], name: str, margin: float) -> bool:
@@ -252,7 +275,7 @@ def _ahead(record: dict[str, Any], name: str, margin: float) -> bool:
     mine = [h for n in long_lengths(record) for h in hits(record, name, CONTENT, n)]
     theirs = [h for n in long_lengths(record) for h in hits(record, chunk, CONTENT, n)] if chunk else []
     if mine and len(mine) == len(theirs):
-        return paired_difference([mine], [theirs]).low > 0
+        return separated(mine, theirs)
     return margin > EPSILON
 
 

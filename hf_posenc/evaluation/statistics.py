@@ -128,6 +128,16 @@ def proportion_interval(hits_by_seed: Sequence[Sequence[bool]], confidence: floa
                     interval.se_text, interval.df, interval.seeds)  # fmt: skip
 
 
+def mcnemar_p(treated: Sequence[float], reference: Sequence[float]) -> float:
+    """Exact two-sided McNemar test of paired 0/1 outcomes (e.g. two methods' top-1 hits on the same queries): the
+    binomial test of the discordant pairs at 1/2; 1.0 when there are none."""
+    from scipy.stats import binomtest
+
+    pairs = list(zip(treated, reference, strict=True))
+    up, down = sum(a > b for a, b in pairs), sum(a < b for a, b in pairs)
+    return 1.0 if up + down == 0 else float(binomtest(up, up + down, 0.5).pvalue)
+
+
 def within(interval: Interval, tolerance: float) -> bool:
     """Whether a log-ratio interval lies wholly below log(1 + tolerance): "within tolerance", as a test."""
     return interval.high <= math.log1p(tolerance)
