@@ -16,7 +16,7 @@ chosen without the held-out books.
 
     python recipes/extend_sentence_encoder.py --setting quick        # under 3 minutes (CI)
     python recipes/extend_sentence_encoder.py --setting validation   # about 1 hour on 2 idle CPU cores (a sweep)
-    python recipes/extend_sentence_encoder.py                        # default setting (about 4 hours on 2 CPU cores)
+    python recipes/extend_sentence_encoder.py                        # default setting (about 75 minutes on 2 CPU cores)
     python recipes/extend_sentence_encoder.py --model path/or/hub-id --set train.steps=200
 """
 
