@@ -16,6 +16,7 @@ chosen without the held-out books.
 
     python recipes/extend_sentence_encoder.py --setting quick        # under 3 minutes (CI)
     python recipes/extend_sentence_encoder.py --setting validation   # about 1 hour on 2 idle CPU cores (a sweep)
+    python recipes/extend_sentence_encoder.py --setting window       # what keeps rope's and alibi's window (2 h)
     python recipes/extend_sentence_encoder.py                        # default setting (about 75 minutes on 2 CPU cores)
     python recipes/extend_sentence_encoder.py --model path/or/hub-id --set train.steps=200
 """
@@ -60,7 +61,7 @@ from hf_posenc.training import RecipeError, run_cli, silence_progress_bars
 from hf_posenc.training.config import load_settings
 
 HERE = Path(__file__).resolve().parent
-SETTINGS = ("quick", "validation", "default")
+SETTINGS = ("quick", "validation", "window", "default")
 MINILM = "all-MiniLM-L6-v2"
 TRAIN_KEYS = tuple(field.name for field in dataclasses.fields(DistillConfig))
 EVAL_OPTIONS = {"longembed": ("candidates", "queries"), "content": ("candidates",)}
@@ -358,7 +359,7 @@ def main(argv: list[str] | None = None) -> None:
         student = copy.copy(original)
         student.model = model_
         models_dir.mkdir(parents=True, exist_ok=True)
-        summary = distill(student, examples(cfg), cfg, log_path=None, progress=args.progress)
+        summary = distill(student, examples(cfg), cfg, log_path=None, progress=args.progress, teacher=original)
         saved = save_sentence_encoder(student, models_dir / name, max_length, overwrite=True, training=True)
         reloaded = load_sentence_encoder(saved)  # what users load: evaluate the saved folder
         overrides = (settings["encodings"][name] or {}).get("train") or {}

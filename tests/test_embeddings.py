@@ -330,6 +330,70 @@ def test_contrastive_distillation_uses_the_teacher_s_own_sentences_and_teaches_r
     assert DistillConfig().data_key != cfg.data_key
 
 
+def test_token_cosine_loss_is_the_mean_over_unmasked_tokens():
+    from hf_posenc.embeddings.distill import token_cosine_loss
+
+    generator = torch.Generator().manual_seed(0)
+    student, teacher = torch.randn(2, 5, 8, generator=generator), torch.randn(2, 5, 8, generator=generator)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    cosines = [float(torch.nn.functional.cosine_similarity(student[b, t], teacher[b, t], dim=0))
+               for b in range(2) for t in range(5) if mask[b, t]]  # fmt: skip
+    expected = sum(1 - c for c in cosines) / len(cosines)
+    assert float(token_cosine_loss(student, teacher, mask)) == pytest.approx(expected, rel=1e-5)
+    assert float(token_cosine_loss(teacher, teacher, mask)) < 1e-6
+    padded = student.clone()
+    padded[0, 3:] = teacher[0, 3:] * -1.0  # masked tokens do not count
+    assert float(token_cosine_loss(padded, teacher, mask)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_in_window_token_and_attention_terms_train_the_student_toward_the_original(tiny_folder):
+    """Both terms are 0 for the unconverted model against itself and positive once rope replaces its table; training
+    with a term leaves it lower than training without it (same data and seed); both models are back on their
+    attention backend afterwards and the teacher is untouched; a term without a teacher is refused."""
+    import dataclasses
+
+    from hf_posenc.embeddings.distill import collate, in_window_terms
+
+    teacher = load_sentence_encoder(tiny_folder)
+    frozen = {name: p.detach().clone() for name, p in teacher.model.named_parameters()}
+    cfg = DistillConfig(steps=16, short_batch=4, long_batch=1, long_length=200, chunk_length=64, learning_rate=3e-3,
+                        token_weight=1.0, attention_transfer_weight=1.0).check()  # fmt: skip
+    examples = distillation_data(teacher, [data.text("austen_emma")[:40_000]], cfg)
+    batch = collate(teacher.tokenizer)([examples["short"][i] for i in range(8)])
+    batch.pop("target")
+
+    def terms(model):
+        with torch.no_grad():
+            return {k: float(v) for k, v in in_window_terms(model, teacher.model, batch, cfg)[1].items()}
+
+    same = load_sentence_encoder(tiny_folder)
+    assert all(value < 1e-6 for value in terms(same.model).values())
+    rope = hf_posenc.convert(load_sentence_encoder(tiny_folder).model, "rope", max_length=256)
+    before = terms(rope)
+    assert set(before) == {"token", "attention"} and min(before.values()) > 1e-3
+    after = {}
+    for weight in (0.0, 1.0):
+        student = load_sentence_encoder(tiny_folder)
+        student.model = hf_posenc.convert(student.model, "rope", max_length=256)
+        train = dataclasses.replace(cfg, token_weight=weight, attention_transfer_weight=weight)
+        summary = distill(student, examples, train, teacher=teacher)
+        assert summary["finite"] and ("final_token_loss" in summary) == (weight > 0)
+        after[weight] = terms(student.model)
+        assert student.model.config._attn_implementation == teacher.model.config._attn_implementation == "sdpa"
+    assert after[1.0]["token"] < after[0.0]["token"] and after[1.0]["attention"] < after[0.0]["attention"]
+    assert all(torch.equal(p, frozen[name]) for name, p in teacher.model.named_parameters())
+    assert all(p.grad is None for p in teacher.model.parameters())
+    failing = hf_posenc.convert(load_sentence_encoder(tiny_folder).model, "rope", max_length=256)
+    failing.forward = lambda *args, **kwargs: (_ for _ in ()).throw(RuntimeError("boom"))
+    with pytest.raises(RuntimeError, match="boom"):  # a failed pass puts both models back on their backend
+        in_window_terms(failing, teacher.model, batch, cfg)
+    assert failing.config._attn_implementation == teacher.model.config._attn_implementation == "sdpa"
+    with pytest.raises(ValueError, match="pass it as teacher="):
+        distill(student, examples, cfg)
+    with pytest.raises(ValueError, match="train.token_weight must be >= 0"):
+        DistillConfig(token_weight=-1.0).check()
+
+
 def test_distilling_only_the_new_rows_of_an_anchor_table_keeps_the_window_exact(tiny_folder):
     """trainable="new_positions": only the rows between the anchors move, so in-window texts embed exactly as the
     original does after training, whatever the rest of the table learns from the long examples."""
@@ -451,7 +515,7 @@ max_length: 256
 encodings:
   anchor:
     {encoding: learned, max_positions: 256, method: anchor, train: {trainable: new_positions, learning_rate: 0.03}}
-  rope: {}
+  rope: {train: {token_weight: 1.0, attention_transfer_weight: 0.5}}
 train:
   {steps: 3, short_batch: 2, long_batch: 1, long_length: 200, chunk_length: 64, learning_rate: 0.003, warmup_steps: 1}
 eval:
@@ -467,8 +531,9 @@ eval:
 
 def test_per_arm_train_overrides_reach_the_distillation(tiny_folder, tmp_path):
     """Each arm trains with its own `train:` over the top-level one: the anchored arm trains only its new rows (the
-    window exact after training at ten times the learning rate) while rope moves; both read the same examples, made
-    in one teacher pass; bf16 retrieval leaves fidelity in fp32."""
+    window exact after training at ten times the learning rate) while rope moves, with the in-window token and
+    attention terms against the original; both read the same examples, made in one teacher pass; bf16 retrieval
+    leaves fidelity in fp32, kept per passage."""
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY_RUN)
     out = tmp_path / "out"
@@ -480,6 +545,16 @@ def test_per_arm_train_overrides_reach_the_distillation(tiny_folder, tmp_path):
     assert training["anchor"]["overrides"] == {"trainable": "new_positions", "learning_rate": 0.03}
     assert fidelity["anchor"]["min_cosine"] > 1 - 1e-6  # only the new rows trained: the window is exact
     assert fidelity["rope"]["mean_cosine"] < 0.999
+    assert {"final_token_loss", "final_attention_loss"} <= set(training["rope"])
+    assert not {"final_token_loss", "final_attention_loss"} & set(training["anchor"])
+    assert len(fidelity["rope"]["cosines"]) == fidelity["rope"]["passages"] == 8
+    assert sum(fidelity["rope"]["cosines"]) / 8 == pytest.approx(fidelity["rope"]["mean_cosine"], abs=1e-5)
+    from hf_posenc.embeddings.report import readme_window
+
+    block = readme_window(record)
+    assert "| rope | token_weight 1.0, attention_transfer_weight 0.5 (the reference) | " in block
+    assert "- rope: no arm meets the cosine targets" in block and "| anchor | trainable new_positions," in block
+    assert "- learned: " in block and "(no reference arm to compare with)" in block
     assert record["teacher_passes"] == 1 and record["precision"] == "bf16"
     assert list(record["methods"])[:2] == ["original, truncated at 64", "original, 64-token chunks mean-pooled"]
     assert set(record["tasks"]) == {"passkey", "needle", "content"}
@@ -599,6 +674,35 @@ def test_the_validation_setting_holds_training_books_out_and_evaluates_on_them()
     assert max(settings["eval"]["lengths"]) <= 2048 and set(module.split_books(default)[1]) == set(data.HELD_OUT)
     anchor = {k: v for k, v in families["anchor_contrastive"][0].items() if k != "train"}
     assert anchor == {k: v for k, v in default["encodings"]["anchor"].items() if k != "train"}  # the default's table
+
+
+def test_the_window_setting_changes_one_thing_per_arm_on_the_validation_split():
+    """Every arm of the window setting is its family's reference (the validation setting's training) with the one
+    change its name says, and it reads and evaluates what the validation setting does."""
+    import dataclasses
+
+    from hf_posenc.training.config import load_settings
+
+    module = recipe_module()
+    settings = load_settings(RECIPES / "configs" / "long_embeddings_window.yaml")
+    validation = load_settings(RECIPES / "configs" / "long_embeddings_validation.yaml")
+    assert settings["data"] == validation["data"] and settings["eval"] == validation["eval"]
+    assert module.split_books(settings) == module.split_books(validation)
+    reference_train = {**validation["train"], "long_batch": 4, "long_length": 1024}  # the sweep's long spans
+    assert settings["train"] == reference_train
+    configs = module.train_configs(settings)
+    changes = {"inwindow": {"long_weight"}, "tokens": {"token_weight"}, "attention": {"attention_transfer_weight"},
+               "steps": {"steps", "warmup_steps"}}  # fmt: skip
+    seen = set()
+    for name, cfg in configs.items():
+        family, _, change = name.partition("_")
+        reference = dataclasses.asdict(configs[family])
+        differs = {key for key, value in dataclasses.asdict(cfg).items() if reference[key] != value}
+        assert differs == changes.get(change, set()), name
+        assert settings["encodings"][name].get("encoding", name) == family
+        seen.add((family, change))
+    assert seen == {(family, change) for family in ("rope", "alibi") for change in ("", *changes)}
+    assert configs["rope_steps"].warmup_steps / configs["rope_steps"].steps == configs["rope"].warmup_steps / 60
 
 
 def test_the_default_takes_the_committed_validation_sweep_s_choices():

@@ -63,6 +63,7 @@ CHANGES = {
     "long-embeddings-run": ("long_embeddings", ("wall_seconds",), 900.0),
     "long-embeddings-cost": ("embedding_cost", ("rows", 6, "peak_bytes"), 2**30),
     "long-embeddings-validation": ("long_embeddings_validation", ("wall_seconds",), 600.0),
+    "long-embeddings-window": ("long_embeddings_window", ("fidelity", "rope_steps", "cosines", 0), 0.5),
     "bart-denoising-setup": ("bart_denoising", ("seconds",), 600.0),
     "bart-denoising-table": ("bart_denoising", ("results", "alibi", "200", "4", "kept_accuracy"), 0.5),
     "bart-denoising-findings": ("bart_denoising", ("results", "rope", "200", "1", "kept_accuracy"), 0.31),

@@ -200,6 +200,7 @@ RESULTS: dict[str, Callable[[Path], str]] = {
     "long-embeddings-validation": lambda root: _embeddings().readme_validation(
         results(root, "long_embeddings_validation")
     ),
+    "long-embeddings-window": lambda root: _embeddings().readme_window(results(root, "long_embeddings_window")),
     "bart-denoising-setup": lambda root: recipe("bart_denoising_demo").readme_setup(results(root, "bart_denoising")),
     "bart-denoising-table": lambda root: recipe("bart_denoising_demo").readme_table(results(root, "bart_denoising")),
     "bart-denoising-findings": lambda root: recipe("bart_denoising_demo").readme_findings(

@@ -14,6 +14,12 @@ word overlap helps): each long example also carries `queries_per_document` of it
 depths, embedded by the teacher (so queries stay in the original's space, where an existing index's queries are),
 and every query must find its own document among the batch's long documents (InfoNCE at `contrastive_temperature`,
 the other documents of the batch as negatives).
+Two more in-window terms compare the student with the original itself on each short batch (the teacher runs on it
+as the student trains; an input that fits the window reads the same positions in both): `token_weight` x the mean
+over its tokens of 1 - cosine between the student's and the teacher's last hidden state (token-level targets, a
+denser signal than the pooled embedding), and `attention_transfer_weight` x the KL from the teacher's attention
+distributions to the student's, every layer and head (the swap study's attention transfer, MiniLM's
+self-attention distribution transfer; both models on eager attention for that pass).
 Dropout stays off, as in the teacher that made the targets.
 The teacher's targets are computed once, before any encoding trains, so every encoding sees the same examples.
 """
@@ -57,6 +63,8 @@ class DistillConfig:
     contrastive_weight: float = 0.0  # weight of the query-to-document InfoNCE term on the long batch (0: off)
     contrastive_temperature: float = 0.05
     queries_per_document: int = 4  # sentences of each long example used as its queries
+    token_weight: float = 0.0  # 1 - cosine to the teacher's last hidden state, per in-window token (0: off)
+    attention_transfer_weight: float = 0.0  # KL to the teacher's in-window attention, every layer and head (0: off)
 
     def check(self) -> DistillConfig:
         if self.trainable not in TRAINABLE:
@@ -68,8 +76,9 @@ class DistillConfig:
             raise ValueError(f"train.min_short_tokens ({self.min_short_tokens}) must fit in chunk_length - 2.")
         if self.learning_rate <= 0:
             raise ValueError(f"train.learning_rate must be positive, got {self.learning_rate}.")
-        if self.contrastive_weight < 0:
-            raise ValueError(f"train.contrastive_weight must be >= 0, got {self.contrastive_weight}.")
+        for name in ("long_weight", "contrastive_weight", "token_weight", "attention_transfer_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}.")
         if self.contrastive_weight > 0:
             if self.long_batch < 2:
                 raise ValueError("train.contrastive_weight needs train.long_batch >= 2: a query's negatives are the "
@@ -78,6 +87,11 @@ class DistillConfig:
                 raise ValueError("train.contrastive_temperature must be positive and train.queries_per_document at "
                                  "least 1.")  # fmt: skip
         return self
+
+    @property
+    def reads_teacher(self) -> bool:
+        """Whether training runs the original alongside the student (the in-window token and attention terms)."""
+        return self.token_weight > 0 or self.attention_transfer_weight > 0
 
     @property
     def data_key(self) -> tuple:
@@ -182,10 +196,58 @@ def train_only_new_positions(model: torch.nn.Module) -> list[Any]:
     return freeze_rows(model, rows)
 
 
+def token_cosine_loss(student: torch.Tensor, teacher: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the unmasked tokens of 1 - cosine between the student's and the teacher's hidden states [B, T, H]."""
+    cosine = torch.nn.functional.cosine_similarity(student.float(), teacher.float(), dim=-1)
+    weights = attention_mask.to(cosine.dtype)
+    return ((1 - cosine) * weights).sum() / weights.sum().clamp(min=1.0)
+
+
+def in_window_terms(
+    model: torch.nn.Module,
+    teacher: torch.nn.Module,
+    batch: dict[str, torch.Tensor],
+    cfg: DistillConfig,
+    unwrapped: torch.nn.Module | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The student's last hidden state on a short batch, and the token and attention terms against the teacher's
+    pass on the same inputs (`cfg` says which). `model` runs the student (as prepared, e.g. a DDP wrapper),
+    `unwrapped` is the model inside it (default: `model`); for the attention term both models run on eager attention
+    for this pass and are put back on their own backend afterwards, also when the pass fails."""
+    from ..training.recovery.attention import attention_kl, eager_attention
+
+    attend = cfg.attention_transfer_weight > 0
+    restores = []
+    try:
+        if attend:
+            for module in (unwrapped or model, teacher):
+                restores.append(eager_attention(module, dropout_off=False))
+        with torch.no_grad():
+            expected = teacher(**batch, output_attentions=attend)
+        outputs = model(**batch, output_attentions=attend)
+    finally:
+        for restore in reversed(restores):
+            restore()
+    terms, mask = {}, batch["attention_mask"]
+    if cfg.token_weight > 0:
+        terms["token"] = token_cosine_loss(outputs.last_hidden_state, expected.last_hidden_state, mask)
+    if attend:
+        layers = dict.fromkeys(range(len(outputs.attentions)))
+        terms["attention"] = attention_kl(outputs.attentions, expected.attentions, mask.bool(), layers)
+    return outputs.last_hidden_state, terms
+
+
 def distill(
-    student: SentenceEncoder, data: dict, cfg: DistillConfig, log_path: Path | None = None, progress: bool = False
+    student: SentenceEncoder,
+    data: dict,
+    cfg: DistillConfig,
+    log_path: Path | None = None,
+    progress: bool = False,
+    teacher: SentenceEncoder | None = None,
 ) -> dict[str, Any]:
-    """Train `student.model` in place on `data` (from `distillation_data`) with Accelerate; returns the summary."""
+    """Train `student.model` in place on `data` (from `distillation_data`) with Accelerate; returns the summary.
+    `teacher` (the original) is read by the in-window token and attention terms, and required when they are on; its
+    model is moved to the student's device and dtype, and not trained."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from torch.utils.data import DataLoader
@@ -194,6 +256,11 @@ def distill(
     from ..training import TrainConfig
     from ..training.loop import parameter_groups
 
+    if cfg.reads_teacher and teacher is None:
+        raise ValueError(
+            "train.token_weight and train.attention_transfer_weight compare the student with the original: pass it as "
+            "teacher=."
+        )
     accelerator = Accelerator(cpu=cfg.cpu)
     set_seed(cfg.seed)
     handles = train_only_new_positions(student.model) if cfg.trainable == "new_positions" else []
@@ -221,6 +288,11 @@ def distill(
         student.model, optimizer, scheduler, loaders["short"], loaders["long"]
     )
     student.model = model
+    unwrapped = accelerator.unwrap_model(model)
+    teacher_model = None
+    if cfg.reads_teacher:  # the original itself, moved to the student's device and dtype (no copy of it is made)
+        reference = next(unwrapped.parameters())
+        teacher_model = teacher.model.to(device=reference.device, dtype=reference.dtype).eval()
     model.eval()  # dropout off: the targets are the teacher's exact embeddings, and the budget is short
     log = []
     started = time.perf_counter()
@@ -236,15 +308,21 @@ def distill(
                 iterators[kind] = iter(loader)
                 batch = next(iterators[kind])
             target, queries = batch.pop("target"), batch.pop("queries", None)
-            hidden = model(**batch).last_hidden_state
+            if kind == "short" and cfg.reads_teacher:
+                hidden, terms = in_window_terms(model, teacher_model, batch, cfg, unwrapped)
+                losses.update(terms)
+            else:
+                hidden = model(**batch).last_hidden_state
             embedding = student.pool(hidden, batch["attention_mask"])
             losses[kind] = (1 - torch.nn.functional.cosine_similarity(embedding, target, dim=-1)).mean()
             if queries is not None and cfg.contrastive_weight > 0:
                 losses["contrastive"] = contrastive_loss(queries, embedding, cfg.contrastive_temperature)
             tokens += int(batch["attention_mask"].sum()) * processes
         loss = losses["short"] + cfg.long_weight * losses["long"]
-        if "contrastive" in losses:
-            loss = loss + cfg.contrastive_weight * losses["contrastive"]
+        for term, weight in (("contrastive", cfg.contrastive_weight), ("token", cfg.token_weight),
+                             ("attention", cfg.attention_transfer_weight)):  # fmt: skip
+            if term in losses:
+                loss = loss + weight * losses[term]
         accelerator.backward(loss)
         optimizer.step()
         scheduler.step()
@@ -261,12 +339,13 @@ def distill(
         handle.remove()
     seconds = time.perf_counter() - started
     tail = log[-max(1, cfg.log_every) :]
-    contrastive = {}
-    if "contrastive_loss" in log[0]:
-        contrastive = {"first_contrastive_loss": log[0]["contrastive_loss"],
-                       "final_contrastive_loss": sum(r["contrastive_loss"] for r in tail) / len(tail)}  # fmt: skip
+    extra = {}
+    for term in ("contrastive", "token", "attention"):
+        if f"{term}_loss" in log[0]:
+            extra[f"first_{term}_loss"] = log[0][f"{term}_loss"]
+            extra[f"final_{term}_loss"] = sum(r[f"{term}_loss"] for r in tail) / len(tail)
     return {
-        **contrastive,
+        **extra,
         "steps": cfg.steps,
         "tokens": tokens,
         "seconds": seconds,

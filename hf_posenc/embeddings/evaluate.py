@@ -83,4 +83,9 @@ def fidelity(original: SentenceEncoder, converted: SentenceEncoder, sequences: l
     a = torch.nn.functional.normalize(embed_ids(original, sequences, length), dim=-1)
     b = torch.nn.functional.normalize(embed_ids(converted, sequences, length), dim=-1)
     cosines = (a * b).sum(-1)
-    return {"mean_cosine": float(cosines.mean()), "min_cosine": float(cosines.min()), "passages": len(sequences)}
+    return {
+        "mean_cosine": float(cosines.mean()),
+        "min_cosine": float(cosines.min()),
+        "passages": len(sequences),
+        "cosines": [round(float(c), 6) for c in cosines],  # per sequence, for intervals and paired tests
+    }

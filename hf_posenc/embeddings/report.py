@@ -124,13 +124,13 @@ def _overrides(summary: dict[str, Any]) -> str:
 
 def training_rows(record: dict[str, Any]) -> list[str]:
     lines = [
-        "| arm | encoding | train overrides | steps | tokens | minutes | short loss | long loss | contrastive loss |",
+        "| arm | encoding | train overrides | steps | tokens | minutes | short loss | long loss | other terms |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, t in record["training"].items():
-        contrastive = "-"
-        if "first_contrastive_loss" in t:
-            contrastive = f"{t['first_contrastive_loss']:.3f} → {t['final_contrastive_loss']:.3f}"
+        terms = [f"{term} {t[f'first_{term}_loss']:.3f} → {t[f'final_{term}_loss']:.3f}"
+                 for term in ("contrastive", "token", "attention") if f"first_{term}_loss" in t]  # fmt: skip
+        contrastive = "; ".join(terms) or "-"
         lines.append(
             f"| {name} | {_encoding(record, name)} | {_overrides(t)} | {t['steps']} | {t['tokens']:,} | "
             f"{t['seconds'] / 60:.1f} | {_loss(t['first_short_loss'])} → {_loss(t['final_short_loss'])} | "
@@ -219,6 +219,7 @@ def markdown(record: dict[str, Any]) -> list[str]:
         "Retrieval: each query is one sentence of a passage, to be found among all the passages.",
         "",
         *window_rows(record),
+        *change_lines(record),
         "",
         "## Training (distillation from the original)",
         "",
@@ -244,6 +245,22 @@ def markdown(record: dict[str, Any]) -> list[str]:
         "![accuracy against length](results.png)",
     ]
     return lines
+
+
+def change_lines(record: dict[str, Any]) -> list[str]:
+    """Where a family has its reference arm and others that change one training setting, how each moved the
+    in-window cosine (paired over the passages), and whether any keeps the window."""
+    from . import window
+
+    fidelity = record.get("fidelity") or {}
+    kept = [name for name, fid in fidelity.items() if fid.get("cosines")]
+    compared = {family: names for family, names in window.families(record).items()
+                if family in names and len(names) > 1 and set(names) <= set(kept)}  # fmt: skip
+    if not compared:
+        return []
+    lines = ["", "Each family's arms against its reference, the arm named after the encoding (95% intervals, paired "
+                 "over the passages):", ""]  # fmt: skip
+    return lines + [f"- {family}: {window.verdict(record, family, names)}" for family, names in compared.items()]
 
 
 def sweep_lines(record: dict[str, Any]) -> list[str]:
@@ -414,8 +431,9 @@ def _long_spans(record: dict[str, Any]) -> str:
     shapes = {(c["long_batch"], c["long_length"]) for c in configs}
     if not shapes:
         return "as the record does not say (no training configs)"
+    contrastive = any(c.get("contrastive_weight", 0) > 0 for c in configs)
     return " and ".join(f"{b} x {n:,} tokens per step" for b, n in sorted(shapes)) + (
-        " (the contrastive term's negatives are the batch's other long spans)"
+        " (the contrastive term's negatives are the batch's other long spans)" if contrastive else ""
     )
 
 
@@ -459,6 +477,50 @@ def readme_validation(record: dict[str, Any]) -> str:
     lines.append("")
     for family, (name, why) in rules.sweep_choices(record).items():
         lines.append(f"- {family}: " + (f"none yet ({why})." if name is None else f"**{name}**: {why}."))
+    return "\n".join(lines)
+
+
+def readme_window(record: dict[str, Any]) -> str:
+    """The window setting (`--setting window`): per converted arm, what it changes from its family's reference, the
+    in-window mean cosine with its interval, the paired difference from the reference, the lowest cosine, quote
+    retrieval and content retrieval at the longest length; then one verdict per family."""
+    from . import window
+
+    longest = rules.long_lengths(record)[-1]
+    truncated, _ = rules.baselines(record)
+    passages = next(iter(record["fidelity"].values()))["passages"]
+    lines = [
+        f"What brings rope's and alibi's in-window embeddings to the original's was measured on the validation split "
+        f"({_titles(record['books']['eval'])} held out of distillation and evaluated; "
+        "`python recipes/extend_sentence_encoder.py --setting window`, "
+        "[`results/long_embeddings_window/`](results/long_embeddings_window/results.md), "
+        f"{_run_time(record)}): each family trained as the validation sweep trains it (the default's training with "
+        f"long spans of {_long_spans(record)}; the reference, named after its encoding), then one change at a time. "
+        f"Cosine to the original over {passages} "
+        "in-window passages (95% intervals: bootstrap over the passages; the difference from the reference is paired; "
+        "one training run per arm, and each comparison stands on its own, with no correction for several):",
+        "",
+        "| arm | train overrides | mean cosine | vs the reference | lowest | quote retrieval "
+        f"(original {_pct(rules.quote(record, truncated[0] if truncated else None))}) | content {longest:,} | "
+        "training (wall min) |",
+        "| --- " * 8 + "|",
+    ]
+    for family, names in window.families(record).items():
+        for name in names:
+            interval = window.mean_cosine(record, name)
+            reference = family if family in names and name != family else None
+            gain = window.signed(window.cosine_gain(record, name, reference)) if reference else "-"
+            changes = _overrides(record["training"][name]) + (" (the reference)" if name == family else "")
+            lines.append(
+                f"| {name} | {changes} | "
+                f"{interval.mean:.4f} [{interval.low:.4f}, {interval.high:.4f}] | {gain} | "
+                f"{min(window.cosines(record, name)):.4f} | {_pct(rules.quote(record, name))} | "
+                f"{_pct(rules.top1(record, name, rules.CONTENT, longest))} | "
+                f"{record['training'][name]['seconds'] / 60:.1f} |"  # wall minutes
+            )
+    lines.append("")
+    for family, names in window.families(record).items():
+        lines.append(f"- {family}: {window.verdict(record, family, names)}")
     return "\n".join(lines)
 
 
