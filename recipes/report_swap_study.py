@@ -784,6 +784,62 @@ def _side(a: dict[str, Any], b: dict[str, Any]) -> str:
     return "above (the intervals apart)" if a["low"] > b["high"] else "overlap"
 
 
+def readme_rerun(record: dict[str, Any], earlier: dict[str, Any]) -> str:
+    """What a rerun changed against an earlier record of the same study: each arm both ran, at the full budget in
+    both (in-window perplexity against each run's own base, the first budget within the tolerance of the base,
+    passkey at the window, the rise at the longest length), then which conclusions moved and which held. Two records
+    are compared by interval overlap (not a paired test); a finding moves when its verdict does."""
+    part, old = record["gpt2"], earlier["gpt2"]
+    longest = str(max(part["lengths"]))
+    factor = int(longest) // part["window"]
+    tol = f"{part['tolerance']:.0%}"
+    arms = [name for name in part["curves"] if name in old["curves"]]
+    lines = [
+        f"Earlier: the run of {earlier['date'][:10]}; now: the run of {record['date'][:10]}. Each cell is earlier / "
+        "now, at the full budget.",
+        "",
+        f"| arm | vs the base | within {tol} of the base at | passkey at the window | {factor}x / 1x |",
+        "| --- |" + " --- |" * 4,
+    ]
+    moved_, held = [], []
+    for name in arms:
+        now, then = part["curves"][name], old["curves"][name]
+        end, end_then = now["points"][-1], then["points"][-1]
+        at = [tokens(c["recovered"]["base"]) if name != CONTROL else "-" for c in (then, now)]
+        rise = [ratio(p["extrapolation"].get(name, {}).get(longest)) for p in (old, part)]
+        lines.append(
+            f"| `{name}` | {change(end_then['vs_base'])} / {change(end['vs_base'])} | {at[0]} / {at[1]} | "
+            f"{share(end_then.get('passkey'))} / {share(end.get('passkey'))} | {rise[0]} / {rise[1]} |"
+        )
+        if name != CONTROL and at[0] != at[1]:
+            moved_.append(f"`{name}` within {tol} of the base: at {at[0]} earlier, at {at[1]} now")
+        if end.get("passkey") and end_then.get("passkey"):
+            said = f"`{name}`'s passkey at the window ({share(end_then['passkey'])} -> {share(end['passkey'])})"
+            (held if _side(end["passkey"], end_then["passkey"]) == "overlap" else moved_).append(said)
+    earlier_verdicts = {v["claim"]: v for v in old["verdicts"]}
+    for verdict in part["verdicts"]:
+        then = earlier_verdicts.get(verdict["claim"])
+        if then is not None:
+            said = f"*{verdict['claim']}* (**{then['reproduces']}** -> **{verdict['reproduces']}**)"
+            (held if then["reproduces"] == verdict["reproduces"] else moved_).append(said)
+    d, d_then = part.get("drope"), old.get("drope")
+    if d and d_then:
+        said = (
+            f"DroPE's claim on `{d['arm']}` ({d_then['gap_closed']:.0%} -> {d['gap_closed']:.0%} of the gap closed; "
+            f"**{d_then['reproduces']}** -> **{d['reproduces']}**)"
+        )
+        (held if d_then["reproduces"] == d["reproduces"] else moved_).append(said)
+    lines += [
+        "",
+        "Conclusions that moved: " + ("; ".join(moved_) if moved_ else "none") + ".",
+        "Conclusions that held: " + ("; ".join(held) if held else "none") + ".",
+    ]
+    new_arms = [f"`{name}`" for name in part["curves"] if name not in old["curves"]]
+    if new_arms:
+        lines.append(f"New in this run: {and_join(new_arms)}.")
+    return "\n".join(lines)
+
+
 def readme_validation(record: dict[str, Any]) -> str:
     """The recovery methods on the validation split (`--setting recovery_validation`): each arm at the last probe,
     against the base and plain fine-tuning of its encoding (the plain arm named where it is not the encoding's own),

@@ -289,3 +289,43 @@ def test_each_record_is_filed_under_its_own_folder():
         "swap_study"
     )
     assert record_folder(record({"rope": {}}, 74, {"validation_books": ["austen_emma"]})) == "recovery_validation"
+
+
+def test_a_rerun_says_which_conclusions_moved_and_which_held():
+    """readme_rerun: a finding moves when its verdict, its first budget within the tolerance, or its passkey interval
+    (by overlap) changes between the earlier record and the rerun; arms only the rerun has are named, not compared."""
+    from report_swap_study import readme_rerun
+
+    def record(date: str, passkey: dict[str, tuple[float, float]], recovered: dict[str, int | None],
+               verdicts: dict[str, str], gap: float) -> dict:  # fmt: skip
+        def point(low: float, high: float) -> dict:
+            interval = {"mean": (low + high) / 2, "low": low, "high": high}
+            return {"tokens": 600, "vs_base": {"mean": 0.01, "low": 0.0, "high": 0.02}, "passkey": interval}
+
+        curves = {arm: {"points": [point(*passkey[arm])], "recovered": {"base": recovered[arm]}} for arm in passkey}
+        rise = {"2048": {"mean": 0.01, "low": 0.0, "high": 0.02}}
+        drope = {"arm": "nope", "gap_closed": gap, "reproduces": "yes" if gap > 0.95 else "no"}
+        return {"date": date, "gpt2": {
+            "curves": curves, "lengths": [256, 2048], "window": 256, "tolerance": 0.02, "drope": drope,
+            "extrapolation": {arm: rise for arm in passkey},
+            "verdicts": [{"claim": claim, "reproduces": said} for claim, said in verdicts.items()]}}  # fmt: skip
+
+    earlier = record("2026-11-30", {"rope": (0.5, 0.8), "alibi": (0.0, 0.1)}, {"rope": 100, "alibi": None},
+                     {"rope degrades past the window": "yes", "alibi holds past the window": "yes"}, 0.6)  # fmt: skip
+    verdicts = {"rope degrades past the window": "not separated", "alibi holds past the window": "yes"}
+    now = record("2026-12-05", {"rope": (0.6, 0.9), "alibi": (0.3, 0.5), "nope": (0.0, 0.0)},
+                 {"rope": 200, "alibi": None, "nope": None}, verdicts, 0.62)  # fmt: skip
+    text = readme_rerun(now, earlier)
+    assert text.startswith("Earlier: the run of 2026-11-30; now: the run of 2026-12-05.")
+    rows = [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| `")]
+    assert rows == ["| `rope`", "| `alibi`"]
+    moved, held, new = text.splitlines()[-3:]
+    assert moved == (
+        "Conclusions that moved: `rope` within 2% of the base: at 100 earlier, at 200 now; `alibi`'s passkey at the "
+        "window (5% [0, 10] -> 40% [30, 50]); *rope degrades past the window* (**yes** -> **not separated**)."
+    )
+    assert held == (
+        "Conclusions that held: `rope`'s passkey at the window (65% [50, 80] -> 75% [60, 90]); *alibi holds past the "
+        "window* (**yes** -> **yes**); DroPE's claim on `nope` (60% -> 62% of the gap closed; **no** -> **no**)."
+    )
+    assert new == "New in this run: `nope`."
