@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from .report import load_average, machine
-from .timing import peak_memory, summarize, time_once
+from .timing import one_thread, peak_memory, summarize, time_once
 
 HERE = Path(__file__).parent
 COMMITTED = HERE.parent / "results" / "embedding_cost" / "results.json"  # the committed run
@@ -293,19 +293,20 @@ def main(argv: list[str] | None = None) -> dict:
     settings.update(
         rounds=args.rounds or settings["rounds"], batch=args.batch, threads=1, clock=args.clock, dtype="float32"
     )
-    torch.set_num_threads(1)
-    meta = machine()
-    meta["command"] = shlex.join(["python", "-m", "benchmarks.embed_cost", *(sys.argv[1:] if argv is None else argv)])
-    encoder = load_encoder(args.model, args.quick)
-    settings["model"] = args.model or ("tiny random BERT (MiniLM tokenizer)" if args.quick else "all-MiniLM-L6-v2")
-    variants = build_variants(encoder, max(settings["lengths"]))
-    rows = []
-    for length in settings["lengths"]:
-        rows.extend(measure_length(variants, length, args.batch, settings))
-        for row in rows[-len(variants) :]:
-            print(
-                f"{length:>6} {row['variant']:<11} {row['docs_per_s']:9.3f} docs/s {row['peak_bytes'] / 2**20:9.1f} MiB"
-            )
+    with one_thread():
+        meta = machine()
+        meta["command"] = shlex.join(
+            ["python", "-m", "benchmarks.embed_cost", *(sys.argv[1:] if argv is None else argv)]
+        )
+        encoder = load_encoder(args.model, args.quick)
+        settings["model"] = args.model or ("tiny random BERT (MiniLM tokenizer)" if args.quick else "all-MiniLM-L6-v2")
+        variants = build_variants(encoder, max(settings["lengths"]))
+        rows = []
+        for length in settings["lengths"]:
+            rows.extend(measure_length(variants, length, args.batch, settings))
+            for row in rows[-len(variants) :]:
+                megabytes = row["peak_bytes"] / 2**20
+                print(f"{length:>6} {row['variant']:<11} {row['docs_per_s']:9.3f} docs/s {megabytes:9.1f} MiB")
     meta["load_average_end"] = load_average()
     record = {"machine": meta, "torch": torch.__version__, "threads": 1, "settings": settings, "rows": rows}
     out = args.out or (HERE / "quick" / "embed_cost.json" if args.quick else COMMITTED)

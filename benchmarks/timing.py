@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils import benchmark
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one thread inside the block (CPU time is then the work's own), as many as before after it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def time_once(fn: Callable[[], None], threads: int, min_run_time: float, clock: str = "wall") -> float:

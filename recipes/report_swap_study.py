@@ -544,10 +544,13 @@ def readme_run(record: dict[str, Any]) -> str:
     sessions = record.get("sessions", 1)
     over = f" over {sessions} sessions (resumed with `--resume`)" if sessions > 1 else ""
     workers = s.get("workers", 1)
+    budget = record["steps"] * record["tokens_per_step"]
     return (
         f"The committed `results/{record_folder(record)}/` is one run of that command on {record['date'][:10]} on a "
         f"{m['cpus']}-core {m['processor']} machine{over}: **{lower}{cpu:.0f} CPU min** for "
-        f"{len(record['runs'])} arms x {len(s['seeds'])} seeds = {runs} fine-tuning runs, {workers} at a time. Its "
+        f"{len(record['runs'])} arms x {len(s['seeds'])} seeds = {runs} fine-tuning runs of {budget:,} tokens "
+        f"({100 * budget / record['base_pretraining_tokens']:.3g}% of the base's pretraining tokens), {workers} at a "
+        "time. Its "
         f"wall time here was {record['wall_seconds'] / 60:.1f} min{load_text(record)}; {floor_text(record)}, and a "
         "slower or busy machine takes longer."
     )

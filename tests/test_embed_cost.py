@@ -15,7 +15,9 @@ VARIANTS = [embed_cost.CHUNK_MEAN, *embed_cost.ENCODINGS]
 
 def test_quick_run_writes_json_and_markdown(tmp_path):
     out = tmp_path / "cost.json"
+    threads = torch.get_num_threads()
     embed_cost.main(["--quick", "--out", str(out)])
+    assert torch.get_num_threads() == threads  # one thread while measuring, then as it was
     record = json.loads(out.read_text())
     assert record["threads"] == 1 and record["torch"] == torch.__version__
     assert {"cpu", "cpu_count", "torch", "transformers", "command", "date_utc"} <= set(record["machine"])

@@ -62,6 +62,7 @@ CHANGES = {
     "long-embeddings-findings": ("long_embeddings", ("fidelity", "alibi", "mean_cosine"), 0.91),
     "long-embeddings-run": ("long_embeddings", ("wall_seconds",), 900.0),
     "long-embeddings-cost": ("embedding_cost", ("rows", 6, "peak_bytes"), 2**30),
+    "recovery-cost": ("recovery_cost", ("repeats", 0, "methods", "distillation", "ratio"), 2.0),
     "long-embeddings-validation": ("long_embeddings_validation", ("wall_seconds",), 600.0),
     "long-embeddings-window": ("long_embeddings_window", ("fidelity", "rope_steps", "cosines", 0), 0.5),
     "bart-denoising-setup": ("bart_denoising", ("seconds",), 600.0),

@@ -51,11 +51,11 @@ def recipe(name: str) -> Any:
     return importlib.import_module(name)
 
 
-def _embed_cost() -> Any:
-    """benchmarks/embed_cost.py (benchmarks/ is a package at the repository's root)."""
+def _benchmark(name: str) -> Any:
+    """benchmarks/<name>.py (benchmarks/ is a package at the repository's root)."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    return importlib.import_module("benchmarks.embed_cost")
+    return importlib.import_module(f"benchmarks.{name}")
 
 
 def _embeddings() -> Any:
@@ -196,7 +196,8 @@ RESULTS: dict[str, Callable[[Path], str]] = {
     "long-embeddings-objective": lambda root: _embeddings().readme_objective(results(root, "long_embeddings")),
     "long-embeddings-evaluation": lambda root: _embeddings().readme_evaluation(results(root, "long_embeddings")),
     "long-embeddings-findings": lambda root: _embeddings().readme_findings(results(root, "long_embeddings")),
-    "long-embeddings-cost": lambda root: _embed_cost().readme_block(results(root, "embedding_cost")),
+    "long-embeddings-cost": lambda root: _benchmark("embed_cost").readme_block(results(root, "embedding_cost")),
+    "recovery-cost": lambda root: _benchmark("recovery_cost").readme_block(results(root, "recovery_cost")),
     "long-embeddings-validation": lambda root: _embeddings().readme_validation(
         results(root, "long_embeddings_validation")
     ),

@@ -5,9 +5,8 @@ The probabilities come from `output_attentions=True`, which only the eager backe
 attention never form them): while attention transfer is on, both models run on eager attention, and the student's
 attention dropout is off (the probabilities it returns must be whole distributions); both are put back when the run
 ends. Cost: the teacher's forward pass and eager attention in both, with the [batch, heads, tokens, tokens]
-probabilities of every layer kept (the teacher's as well). Measured on the study base (4 x 256 tokens, one thread,
-`python tools/recovery_cost.py`): a step takes 1.31x the CPU time of plain fine-tuning (distillation: 1.41x, both:
-1.43x).
+probabilities of every layer kept (the teacher's as well); `python -m benchmarks.recovery_cost` measures a step's CPU
+time against plain fine-tuning (`results/recovery_cost/`).
 """
 
 from __future__ import annotations
