@@ -87,6 +87,7 @@ CHANGES = {
     "swap-recovery-targets": ("swap_study_recovery", ("gpt2", "targets", "best", "rope", "vs_base", "mean"), 0.5),
     "swap-recovery-shortfall": ("swap_study_recovery", ("gpt2", "methods", 0, "points", -1, "vs_plain", "mean"), 0.5),
     "swap-default-changes": ("swap_study", ("gpt2", "curves", "rope", "points", -1, "vs_base", "mean"), 0.5),
+    "swap-long-rerun": ("swap_study_long", ("gpt2", "curves", "rope", "points", -1, "passkey", "mean"), 0.5),
     "swap-study-run": ("swap_study", ("cpu_seconds",), 4000.0),
     "swap-study-long-run": ("swap_study_long", ("wall_seconds",), 12_000.0),
 }

@@ -233,6 +233,9 @@ RESULTS: dict[str, Callable[[Path], str]] = {
     "swap-recovery-shortfall": lambda root: recipe("report_swap_study").readme_shortfall(
         results(root, "swap_study_recovery"), results(root, "swap_study_long")
     ),
+    "swap-long-rerun": lambda root: recipe("report_swap_study").readme_rerun(
+        results(root, "swap_study_long"), results(root, "swap_study_long_earlier")
+    ),
     # results/README.md
     "swap-study-run": swap_study_run,
     "swap-study-long-run": swap_study_long_run,
